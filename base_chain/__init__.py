@@ -1,0 +1,1 @@
+"""A Bitcoin-compatible UTXO chain: transactions, script, signature hashing, blocks and the chain node."""

@@ -1,0 +1,58 @@
+"""secp256k1 through `coincurve` (libsecp256k1); optional, installed with the `fast` extra."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import coincurve
+
+from .backend import Point
+from .curve import N, decode_point, encode_point
+from .der import encode_der
+
+
+def _pub(point: Point) -> coincurve.PublicKey:
+    return coincurve.PublicKey(encode_point(*point, compressed=True))
+
+
+def _point(pub: coincurve.PublicKey) -> Point:
+    return decode_point(pub.format(compressed=True))
+
+
+def _scalar(k: int) -> bytes:
+    return k.to_bytes(32, "big")
+
+
+class CoincurveBackend:
+    name = "coincurve"
+
+    def pubkey(self, secret: int) -> Point:
+        return _point(coincurve.PrivateKey(_scalar(secret)).public_key)
+
+    def load(self, point: Point) -> Any:
+        return _pub(point)
+
+    def sign(self, secret: int, msg32: bytes) -> tuple[int, int]:
+        sig = coincurve.PrivateKey(_scalar(secret)).sign(msg32, hasher=None)
+        # libsecp256k1 always signs with low s; decode its DER output.
+        len_r = sig[3]
+        r = int.from_bytes(sig[4 : 4 + len_r], "big")
+        s = int.from_bytes(sig[6 + len_r :], "big")
+        return r, s
+
+    def verify(self, handle: Any, msg32: bytes, r: int, s: int) -> bool:
+        if not (0 < r < N and 0 < s < N):
+            return False
+        return bool(handle.verify(encode_der(r, s), msg32, hasher=None))
+
+    def ecdh(self, secret: int, point: Point) -> bytes:
+        return bytes(coincurve.PrivateKey(_scalar(secret)).ecdh(encode_point(*point)))
+
+    def add(self, a: Point, b: Point) -> Point:
+        try:
+            return _point(coincurve.PublicKey.combine_keys([_pub(a), _pub(b)]))
+        except ValueError as e:
+            raise ValueError("point at infinity") from e
+
+    def mul(self, point: Point, scalar: int) -> Point:
+        return _point(_pub(point).multiply(_scalar(scalar)))
