@@ -2,33 +2,60 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = ["main"]
 
+USAGE = """usage: canal COMMAND [ARGS]
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="canal",
-        description="Canal: payment channels, multi-hop HTLCs and cross-chain swaps on a Bitcoin-compatible chain.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser("demo", help="run the end-to-end demonstration in a temporary directory")
-    demo.add_argument("--json", action="store_true", help="print the result as JSON")
-    return parser
+Canal: payment channels, multi-hop HTLCs and cross-chain swaps on a Bitcoin-compatible chain.
+
+commands:
+  demo      run the end-to-end demonstration in a temporary directory
+  chaind    run a chain node (like bitcoind)
+  chain     talk to a chain node (like bitcoin-cli)
+
+Run `canal COMMAND --help` for a command's options.
+"""
+
+
+def _demo(argv: list[str]) -> int:
+    import argparse
+
+    from .demo import run_demo
+
+    ap = argparse.ArgumentParser(prog="canal demo", description="Run the demonstration.")
+    ap.add_argument("--json", action="store_true", help="print the result as JSON")
+    ns = ap.parse_args(argv)
+    return run_demo(as_json=ns.json)
+
+
+def _chaind(argv: list[str]) -> int:
+    from .chaind import main as chaind_main
+
+    return chaind_main(argv)
+
+
+def _chain(argv: list[str]) -> int:
+    from .chain_cli import main as chain_main
+
+    return chain_main(argv)
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {"demo": _demo, "chaind": _chaind, "chain": _chain}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        from .demo import run_demo
-
-        return run_demo(as_json=args.json)
-    parser.print_help()
-    return 2
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0 if args else 2
+    handler = COMMANDS.get(args[0])
+    if handler is None:
+        print(f"canal: unknown command '{args[0]}'\n\n{USAGE}", end="", file=sys.stderr)
+        return 2
+    return handler(args[1:])
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from typing import Any
 import coincurve
 
 from .backend import Point
-from .curve import N, decode_point, encode_point
+from .curve import N, encode_point
 from .der import encode_der
 
 
@@ -16,7 +16,8 @@ def _pub(point: Point) -> coincurve.PublicKey:
 
 
 def _point(pub: coincurve.PublicKey) -> Point:
-    return decode_point(pub.format(compressed=True))
+    raw = pub.format(compressed=False)
+    return int.from_bytes(raw[1:33], "big"), int.from_bytes(raw[33:], "big")
 
 
 def _scalar(k: int) -> bytes:
