@@ -150,6 +150,7 @@ class ChainState:
         self.active: list[BlockIndex] = []
         self._sequence = 0
         self.best_header: BlockIndex
+        self._pending: dict[bytes, Block] = {}  # blocks accepted but maybe not yet connected
         self._load()
 
     # --- loading ---------------------------------------------------------------------
@@ -199,6 +200,9 @@ class ChainState:
         return index.height < len(self.active) and self.active[index.height] is index
 
     def get_block(self, block_hash: bytes) -> Block | None:
+        pending = self._pending.get(block_hash)
+        if pending is not None:
+            return pending
         data = self.store.get_block(block_hash)
         return None if data is None else Block.from_bytes(data)
 
@@ -305,7 +309,11 @@ class ChainState:
                 self.store.put_block(idx.hash, block.to_bytes())
                 idx.status |= BlockStatus.HAVE_DATA
                 self.store.set_status(idx.hash, idx.status)
-        events, error = self.activate_best_chain()
+        self._pending[idx.hash] = block
+        try:
+            events, error = self.activate_best_chain()
+        finally:
+            self._pending.clear()
         if error is not None and error[0] is idx:
             raise error[1]
         return events
@@ -505,6 +513,7 @@ class _OverlayView:
         self.chain = chain
         self.created = created
         self.spent = set(spent_keys)
+        self._seen: dict[OutPoint, Coin | None] = {}
 
     def get_coin(self, outpoint: OutPoint) -> Coin | None:
         coin = self.created.get(outpoint)
@@ -512,4 +521,8 @@ class _OverlayView:
             return coin
         if outpoint_key(outpoint) in self.spent:
             return None
-        return self.chain.get_coin(outpoint)
+        if outpoint in self._seen:
+            return self._seen[outpoint]
+        coin = self.chain.get_coin(outpoint)
+        self._seen[outpoint] = coin
+        return coin

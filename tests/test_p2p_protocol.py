@@ -32,8 +32,8 @@ from base_chain.p2p import (
     frame,
     frame_raw,
 )
-from base_chain.serialize import compact_size
 from base_chain.p2p.protocol import HANDSHAKE_TIMEOUT, PING_INTERVAL, TIMEOUT_INTERVAL
+from base_chain.serialize import compact_size
 
 MAGIC = bytes.fromhex("fabfb5da")
 OTHER_MAGIC = bytes.fromhex("0b110907")
@@ -77,11 +77,9 @@ class Link:
         return [e for e in self.events[id(side)] if isinstance(e, kind)]
 
 
-def pair(**b_kwargs: object) -> Link:
+def pair(b_nonce: int = 222) -> Link:
     a = PeerProtocol(MAGIC, nonce=111, best_height=10, initiator=True)
-    b_args: dict[object, object] = dict(magic=MAGIC, nonce=222, best_height=20, initiator=False)
-    b_args.update(b_kwargs)
-    b = PeerProtocol(**b_args)  # type: ignore[arg-type]
+    b = PeerProtocol(MAGIC, nonce=b_nonce, best_height=20, initiator=False)
     return Link(a, b)
 
 
@@ -150,7 +148,7 @@ def test_send_misuse() -> None:
 
 
 def test_self_connection() -> None:
-    link = pair(nonce=111)  # the same node on both ends
+    link = pair(b_nonce=111)  # the same node on both ends
     link.connect()
     assert link.of(link.b, Disconnect) == [Disconnect("connected to self")]
     assert link.sent[id(link.b)] == []  # the responder never answered
@@ -227,6 +225,13 @@ def test_duplicate_version() -> None:
     assert link.a.receive_bytes(frame(MAGIC, MsgVersion(nonce=9)), link.now) == []
     assert link.a.misbehavior_score == 1
     assert link.a.state is State.READY
+
+
+def test_duplicate_version_reason() -> None:
+    link = connected()
+    link.a.misbehaving(99, "x")
+    actions = link.a.receive_bytes(frame(MAGIC, MsgVersion(nonce=9)), link.now)
+    assert actions == [Disconnect("redundant version message", ban=True)]
 
 
 def test_misbehaviour_to_100_disconnects_and_bans() -> None:

@@ -91,10 +91,12 @@ class _MemoChecker(TransactionChecker):
         super().__init__(tx, index, amount, cache)
         self.memo = memo
 
-    def check_ecdsa(self, sig: bytes, pubkey: bytes, script_code: bytes, sigversion: int) -> bool:
+    def check_ecdsa(
+        self, sig: bytes, pubkey: bytes, script_code: bytes, sigversion: int, rs: tuple[int, int] | None = None
+    ) -> bool:
         key = (sig, pubkey, script_code, sigversion)
         if key not in self.memo:
-            self.memo[key] = super().check_ecdsa(sig, pubkey, script_code, sigversion)
+            self.memo[key] = super().check_ecdsa(sig, pubkey, script_code, sigversion, rs)
         return self.memo[key]
 
 

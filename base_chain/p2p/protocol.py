@@ -130,6 +130,7 @@ class LocalProtocolError(Exception):
 # --- the state table ------------------------------------------------------------
 
 
+@enum.unique
 class State(enum.Enum):
     START = "start"  # constructed; start() not called yet
     AWAIT_VERSION = "await version"  # waiting for the peer's version (the initiator has sent its own)
@@ -138,6 +139,7 @@ class State(enum.Enum):
     CLOSED = "closed"  # a Disconnect was returned; everything else is ignored
 
 
+@enum.unique
 class _Kind(enum.Enum):
     """What an incoming message is, as far as the connection protocol cares."""
 
@@ -150,6 +152,7 @@ class _Kind(enum.Enum):
     APPLICATION = "anything else"
 
 
+@enum.unique
 class _Step(enum.Enum):
     """What to do with an incoming message."""
 
@@ -160,8 +163,8 @@ class _Step(enum.Enum):
     CHECK_PONG = "match the outstanding ping"
     DELIVER = "hand to the node"
     IGNORE = "drop"
-    EARLY = "misbehaving 1, drop"
-    REDUNDANT = "misbehaving 1, drop"
+    EARLY = "misbehaving 1 (too early), drop"
+    REDUNDANT = "misbehaving 1 (second version), drop"
     LATE_FEATURE = "disconnect"
 
 

@@ -22,6 +22,8 @@ __all__ = [
     "SEQUENCE_LOCKTIME_MASK",
     "SignatureChecker",
     "TransactionChecker",
+    "parse_signature",
+    "strict_der_values",
 ]
 
 #: Which signature hash and rules apply: legacy scripts (and P2SH) or segwit v0 scripts.
@@ -34,16 +36,22 @@ SEQUENCE_LOCKTIME_TYPE_FLAG: Final = 1 << 22
 SEQUENCE_LOCKTIME_MASK: Final = 0x0000FFFF
 
 
-def _parse_signature(sig: bytes) -> tuple[int, int] | None:
+def strict_der_values(sig: bytes) -> tuple[int, int]:
+    """(r, s) of a signature that passed the strict DER check, read as Core's lax parser
+    reads it: a value that does not fit below N makes the whole signature (0, 0)."""
+    len_r = sig[3]
+    r = int.from_bytes(sig[4 : 4 + len_r], "big")
+    s = int.from_bytes(sig[6 + len_r : -1], "big")
+    if r >= N or s >= N:
+        return 0, 0
+    return r, s
+
+
+def parse_signature(sig: bytes) -> tuple[int, int] | None:
     """(r, s) of a DER signature followed by its hash-type byte, parsed as Core's lax
-    parser does; strictly encoded signatures (nearly all) take a shortcut."""
+    parser does (None if it cannot be parsed); strictly encoded ones take a shortcut."""
     if is_valid_signature_encoding(sig):
-        len_r = sig[3]
-        r = int.from_bytes(sig[4 : 4 + len_r], "big")
-        s = int.from_bytes(sig[6 + len_r : -1], "big")
-        if r >= N or s >= N:
-            return 0, 0  # as the lax parser: out of range parses as an invalid (0, 0)
-        return r, s
+        return strict_der_values(sig)
     return parse_der_lax(sig[:-1])
 
 
@@ -52,8 +60,18 @@ class SignatureChecker:
 
     __slots__ = ()
 
-    def check_ecdsa(self, sig: bytes, pubkey: bytes, script_code: bytes, sigversion: int) -> bool:
-        """Does `sig` (DER plus hash-type byte) sign this input under `pubkey`?"""
+    def check_ecdsa(
+        self,
+        sig: bytes,
+        pubkey: bytes,
+        script_code: bytes,
+        sigversion: int,
+        rs: tuple[int, int] | None = None,
+    ) -> bool:
+        """Does `sig` (DER plus hash-type byte) sign this input under `pubkey`?
+
+        `rs` may carry (r, s) when the caller has already parsed the signature.
+        """
         return False
 
     def check_locktime(self, locktime: int) -> bool:
@@ -80,16 +98,24 @@ class TransactionChecker(SignatureChecker):
         self.amount_sat = amount_sat
         self.cache = cache
 
-    def check_ecdsa(self, sig: bytes, pubkey: bytes, script_code: bytes, sigversion: int) -> bool:
+    def check_ecdsa(
+        self,
+        sig: bytes,
+        pubkey: bytes,
+        script_code: bytes,
+        sigversion: int,
+        rs: tuple[int, int] | None = None,
+    ) -> bool:
         if not sig:
             return False
         try:
             key = PublicKey.from_bytes(pubkey)
         except ValueError:
             return False
-        rs = _parse_signature(sig)
         if rs is None:
-            return False
+            rs = parse_signature(sig)
+            if rs is None:
+                return False
         hash_type = sig[-1]
         if sigversion == SIGVERSION_WITNESS_V0:
             if self.cache is None:

@@ -7,7 +7,7 @@ from typing import Final
 
 from ..crypto import N, is_valid_signature_encoding
 from ..sighash import find_and_delete
-from .checker import SIGVERSION_BASE, SIGVERSION_WITNESS_V0, SignatureChecker
+from .checker import SIGVERSION_BASE, SIGVERSION_WITNESS_V0, SignatureChecker, strict_der_values
 from .errors import ScriptError
 from .flags import FLAG_BITS
 from .num import decode_num
@@ -40,25 +40,22 @@ _TRUE: Final = b"\x01"
 _FALSE: Final = b""
 
 
-def check_signature_encoding(sig: bytes, flags: int) -> None:
-    """The flag-dependent rules for a signature (with hash-type byte); empty is always fine."""
+def check_signature_encoding(sig: bytes, flags: int) -> tuple[int, int] | None:
+    """The flag-dependent rules for a signature (with hash-type byte); empty is always fine.
+
+    Returns (r, s) when the flags made it parse the signature strictly, else None.
+    """
     if not sig or not flags & _ANY_DER:
-        return
+        return None
     if not is_valid_signature_encoding(sig):
         raise ScriptError("SIG_DER")
-    if flags & _LOW_S and _is_high_s(sig):
+    rs = strict_der_values(sig)
+    # libsecp256k1's normalize test, on the signature as parsed (out of range = (0, 0), low).
+    if flags & _LOW_S and rs[1] > _HALF_N:
         raise ScriptError("SIG_HIGH_S")
     if flags & _STRICTENC and (sig[-1] & 0x7F) not in (1, 2, 3):
         raise ScriptError("SIG_HASHTYPE")
-
-
-def _is_high_s(sig: bytes) -> bool:
-    """S > N/2 for a strictly encoded signature, judged as libsecp256k1 judges it: an R or
-    S that does not fit below N makes the parsed signature (0, 0), which is not high."""
-    len_r = sig[3]
-    r = int.from_bytes(sig[4 : 4 + len_r], "big")
-    s = int.from_bytes(sig[6 + len_r : -1], "big")
-    return r < N and _HALF_N < s < N
+    return rs
 
 
 def check_pubkey_encoding(pubkey: bytes, flags: int, sigversion: int) -> None:
@@ -99,9 +96,9 @@ def eval_checksig(
     """One signature check; raises for encoding violations, returns whether it verified."""
     if sigversion == SIGVERSION_BASE:
         script_code = _without_signature(script_code, sig, flags)
-    check_signature_encoding(sig, flags)
+    rs = check_signature_encoding(sig, flags)
     check_pubkey_encoding(pubkey, flags, sigversion)
-    ok = checker.check_ecdsa(sig, pubkey, script_code, sigversion)
+    ok = checker.check_ecdsa(sig, pubkey, script_code, sigversion, rs)
     if not ok and sig and flags & _NULLFAIL:
         raise ScriptError("NULLFAIL")
     return ok
@@ -156,9 +153,9 @@ def eval_checkmultisig(
         sig = stack[-isig]
         pubkey = stack[-ikey]
         # Encoding is checked pair by pair, so with STRICTENC the order of evaluation shows.
-        check_signature_encoding(sig, flags)
+        rs = check_signature_encoding(sig, flags)
         check_pubkey_encoding(pubkey, flags, sigversion)
-        if checker.check_ecdsa(sig, pubkey, script_code, sigversion):
+        if checker.check_ecdsa(sig, pubkey, script_code, sigversion, rs):
             isig += 1
             n_sigs -= 1
         ikey += 1
