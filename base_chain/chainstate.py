@@ -182,6 +182,9 @@ class ChainState:
             self._sequence += 1
             self.index[e.hash] = BlockIndex(e.hash, header, e.height, e.chain_work, e.status, prev, self._sequence)
         self.active = [self.index[h] for h in self.store.load_active()]
+        # Core's SEQ_ID_BEST_CHAIN_FROM_DISK: the tip we shut down on beats any equal-work
+        # rival after a restart (the load order above is not the original arrival order).
+        self.active[-1].sequence = 0
         self.best_header = max(
             (i for i in self.index.values() if not i.failed), key=lambda i: (i.chain_work, -i.sequence)
         )
@@ -240,10 +243,17 @@ class ChainState:
         first_time = None
         if height % params.retarget_interval == 0 and not params.pow_no_retargeting:
             first_time = prev.ancestor(max(height - params.retarget_interval, 0)).header.time
+        cursor = prev
+
+        def bits_at(h: int) -> int:
+            # Asked for decreasing heights: walk on from the last answer, O(k) in all, not O(k^2).
+            nonlocal cursor
+            cursor = (cursor if h <= cursor.height else prev).ancestor(h)
+            return cursor.header.bits
+
         return next_work_required(
             height, prev.header.bits, prev.header.time, params,
-            first_time=first_time, new_time=new_time,
-            bits_at=lambda h: prev.ancestor(h).header.bits,
+            first_time=first_time, new_time=new_time, bits_at=bits_at,
         )
 
     def missing_blocks(self, limit: int = 128) -> list[BlockIndex]:
@@ -309,7 +319,13 @@ class ChainState:
                 self.store.put_block(idx.hash, block.to_bytes())
                 idx.status |= BlockStatus.HAVE_DATA
                 self.store.set_status(idx.hash, idx.status)
-        self._pending[idx.hash] = block
+            # Core's nSequenceId: equal-work tips are ordered by when their *data* arrived, so a
+            # header announced early (headers-first) does not beat a block received before it.
+            self._sequence += 1
+            idx.sequence = self._sequence
+            # Only a block that has just passed the checks may stand in for the stored bytes: an
+            # unchecked (e.g. witness-stripped) copy of a block we already have must never be connected.
+            self._pending[idx.hash] = block
         try:
             events, error = self.activate_best_chain()
         finally:
@@ -457,7 +473,10 @@ class ChainState:
         return BlockConnected(idx, block)
 
     def _mtp_before(self, prev: BlockIndex, coin_height: int) -> int:
-        return prev.ancestor(max(coin_height - 1, 0)).median_time_past()
+        # prev is the active tip here (see _connect), so its ancestors are the active chain: O(1).
+        height = max(coin_height - 1, 0)
+        node = self.active[height] if self.in_active_chain(prev) else prev.ancestor(height)
+        return node.median_time_past()
 
     def _disconnect_tip(self) -> BlockDisconnected:
         idx = self.tip
@@ -469,21 +488,26 @@ class ChainState:
             raise RuntimeError(f"missing block or undo data for {idx.hash_hex()}")
         undo = _decode_undo(undo_data)
         removed: list[bytes] = []
-        restored: list[tuple[bytes, bytes]] = []
+        # Undo in reverse order, as Core's DisconnectBlock: a coin created and spent inside this
+        # block is restored by the later tx's undo, then removed with the earlier tx's outputs.
+        restored: dict[bytes, bytes] = {}
         pos = len(undo)
         for tx in reversed(block.transactions):
             txid = tx.txid
-            removed.extend(outpoint_key(OutPoint(txid, n)) for n in range(len(tx.outputs)))
+            for n in range(len(tx.outputs)):
+                key = outpoint_key(OutPoint(txid, n))
+                removed.append(key)
+                restored.pop(key, None)
             if tx.is_coinbase():
                 continue
             pos -= len(tx.inputs)
             for txin, coin in zip(tx.inputs, undo[pos : pos + len(tx.inputs)]):
-                restored.append((outpoint_key(txin.prevout), coin.to_bytes()))
+                restored[outpoint_key(txin.prevout)] = coin.to_bytes()
         if pos != 0:
             raise RuntimeError(f"undo data of {idx.hash_hex()} does not match the block")
         with self.store.transaction():
             self.store.remove_coins(removed)
-            self.store.add_coins(restored)
+            self.store.add_coins(restored.items())
             self.store.truncate_active(idx.height - 1)
             self.store.unindex_txids(tx.txid for tx in block.transactions)
         self.active.pop()

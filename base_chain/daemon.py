@@ -325,6 +325,8 @@ class ChainDaemon:
         for ev in update.chain_events:
             connected = isinstance(ev, BlockConnected)
             assert isinstance(ev, (BlockConnected, BlockDisconnected))
+            log.info("%s best=%s height=%d txs=%d", "UpdateTip:" if connected else "DisconnectTip:",
+                     ev.index.hash_hex(), ev.index.height, len(ev.block.transactions))
             msg = pb.BlockEvent(connected=connected, hash=ev.index.hash_hex(), height=ev.index.height,
                                 header_hex=ev.index.header.hex(), txids=[t.txid_hex() for t in ev.block.transactions])
             self._fan_out(self.subs.blocks, msg)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .block import BlockHeader
 from .mempool import MempoolReject
 from .node import ChainNode, NodeUpdate
-from .chainstate import BlockConnected
+from .chainstate import BlockConnected, BlockIndex
 from .p2p.messages import (
     MSG_BLOCK,
     MSG_TX,
@@ -70,6 +70,7 @@ class PeerSyncState:
     prefers_headers: bool = False
     in_flight: set[bytes] = field(default_factory=set)
     best_known_height: int = 0
+    best_known: BlockIndex | None = None  # the most-work block we know the peer has
     synced_headers: int = -1
     synced_blocks: int = -1
     listen_addr: TimestampedAddr | None = None
@@ -119,6 +120,10 @@ class SyncManager:
             return self._on_getheaders(state, msg), update
         if isinstance(msg, MsgGetData):
             return self._on_getdata(state, msg.inventory), update
+        if isinstance(msg, MsgNotFound):
+            for inv in msg.inventory:
+                state.in_flight.discard(inv.hash)
+            return self._request_blocks(), update
         if isinstance(msg, MsgSendHeaders):
             state.prefers_headers = True
         elif isinstance(msg, MsgGetAddr):
@@ -128,8 +133,8 @@ class SyncManager:
             for a in msg.addresses[:1000]:
                 self.known_addrs[(a.addr.host, a.addr.port)] = a
         elif isinstance(msg, MsgMempool):
-            inv = tuple(InvVector(MSG_TX, t) for t in self.node.mempool.txids())
-            return ([Send(peer_id, MsgInv(inv[:50_000]))] if inv else []), update
+            announce = tuple(InvVector(MSG_TX, t) for t in self.node.mempool.txids())
+            return ([Send(peer_id, MsgInv(announce[:50_000]))] if announce else []), update
         return [], update
 
     def _on_headers(self, state: PeerSyncState, headers: tuple[BlockHeader, ...], now: int) -> list[SyncAction]:
@@ -150,11 +155,22 @@ class SyncManager:
                     return [Send(state.peer_id, MsgGetHeaders(tuple(chain.locator(chain.best_header))))]
                 return [Punish(state.peer_id, 100, f"invalid header received: {e.reason}")]
             state.synced_headers = max(state.synced_headers, idx.height)
-            state.best_known_height = max(state.best_known_height, idx.height)
+            self._peer_has(state, idx)
         if len(headers) == MAX_HEADERS:
             last = chain.index[headers[-1].hash]
             out.append(Send(state.peer_id, MsgGetHeaders(tuple(chain.locator(last)))))
         return out + self._request_blocks()
+
+    @staticmethod
+    def _peer_has(state: PeerSyncState, idx: BlockIndex) -> None:
+        state.best_known_height = max(state.best_known_height, idx.height)
+        if state.best_known is None or idx.chain_work > state.best_known.chain_work:
+            state.best_known = idx
+
+    @staticmethod
+    def _can_serve(state: PeerSyncState, idx: BlockIndex) -> bool:
+        known = state.best_known
+        return known is not None and known.height >= idx.height and known.ancestor(idx.height) is idx
 
     def _request_blocks(self) -> list[SyncAction]:
         """Spread the downloads of missing blocks over peers that have them."""
@@ -164,7 +180,7 @@ class SyncManager:
         requests: dict[int, list[InvVector]] = {}
         for idx in wanted:
             candidates = [p for p in self.peers.values()
-                          if p.best_known_height >= idx.height and len(p.in_flight) < MAX_BLOCKS_IN_FLIGHT]
+                          if self._can_serve(p, idx) and len(p.in_flight) < MAX_BLOCKS_IN_FLIGHT]
             if not candidates:
                 break
             peer = min(candidates, key=lambda p: len(p.in_flight))
@@ -189,7 +205,7 @@ class SyncManager:
         idx = self.node.chain.index.get(block.hash)
         if idx is not None:
             state.synced_blocks = max(state.synced_blocks, idx.height)
-            state.best_known_height = max(state.best_known_height, idx.height)
+            self._peer_has(state, idx)
         return self.relay(update, source=state.peer_id) + self._request_blocks(), update
 
     def _on_tx(self, state: PeerSyncState, msg: MsgTx, now: int) -> tuple[list[SyncAction], NodeUpdate]:

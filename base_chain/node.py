@@ -86,23 +86,31 @@ class ChainNode:
 
     def _apply_chain_events(self, events: list[ChainEvent], now: int) -> NodeUpdate:
         update = NodeUpdate(chain_events=list(events))
-        disconnected: list[Block] = []
+        before = set(self.mempool.txids())
+        conflicted = self.mempool.on_chain_events(events, now)
         for ev in events:
             if isinstance(ev, BlockDisconnected):
                 self.wallet.block_disconnected(ev.block, ev.index.height)
                 update.notes += self.notifier.block_disconnected(ev.block, ev.index.height)
-                disconnected.append(ev.block)
             elif isinstance(ev, BlockConnected):
-                for txid in self.mempool.remove_for_block(ev.block):
-                    update.mempool_removed.append((txid, "conflict"))
-                    self.wallet.mempool_removed(txid)
                 self.wallet.block_connected(ev.block, ev.index.height)
                 update.notes += self.notifier.block_connected(ev.block, ev.index.height)
-        # Transactions of disconnected blocks go back to the mempool (oldest block first).
-        for block in reversed(disconnected):
-            for tx in self.mempool.readd_disconnected(block, now):
-                self.wallet.mempool_added(tx)
+        after = set(self.mempool.txids())
+        for txid in conflicted:
+            update.mempool_removed.append((txid, "conflict"))
+            self.wallet.mempool_removed(txid)
+        for txid in before - after - set(conflicted):
+            update.mempool_removed.append((txid, "block"))
+        # Transactions of disconnected blocks that went back to the mempool.
+        for txid in after - before:
+            entry = self.mempool.get(txid)
+            if entry is not None:
+                self.wallet.mempool_added(entry.tx)
         return update
+
+    def fee_of(self, txid: bytes) -> int:
+        entry = self.mempool.get(txid)
+        return entry.fee if entry is not None else 0
 
     def submit_block(self, block: Block, now: int) -> NodeUpdate:
         """Validate and connect a block; raises BlockValidationError with Core's reason."""
@@ -118,7 +126,7 @@ class ChainNode:
             height = tip.height + 1
             time = max(now, tip.median_time_past() + 1)
             txs = self.mempool.block_template(3_996_000)
-            fees = sum(self.mempool.fee_of(tx.txid) for tx in txs)
+            fees = sum(self.fee_of(tx.txid) for tx in txs)
             block = assemble_block(
                 tip.hash, height, time, self.chain.next_expected_bits(tip, time), script_pubkey,
                 block_subsidy(height, self.params) + fees, txs, extra_nonce=len(hashes),

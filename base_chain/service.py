@@ -441,12 +441,9 @@ class ChainServicer(pb_grpc.ChainServiceServicer):
             wallet = self.node.wallet
             tx = wallet.send_to_address(request.address, request.amount_sat, rate, self.node.chain.height,
                                         subtract_fee=request.subtractfeefromamount)
-            try:
-                self.daemon.submit_tx(tx)
-            except MempoolReject:
-                wallet.abandon(tx.txid)
-                raise
-            fee = self.node.mempool.fee_of(tx.txid)
+            self.daemon.submit_tx(tx)
+            wallet.commit(tx)
+            fee = self.node.fee_of(tx.txid)
             return pb.SendToAddressResponse(txid=tx.txid_hex(), fee_sat=fee)
         return self._run(context, fn)
 
@@ -454,19 +451,16 @@ class ChainServicer(pb_grpc.ChainServiceServicer):
         def fn() -> pb.BumpFeeResponse:
             txid = parse_hash(request.txid, "txid")
             node = self.node
-            old_fee = node.mempool.fee_of(txid) if node.mempool.get(txid) is not None else 0
+            old_fee = node.fee_of(txid) if node.mempool.get(txid) is not None else 0
             rate = request.fee_rate_sat_vb
             if not rate:
                 entry = node.mempool.get(txid)
                 old_rate = old_fee / entry.tx.vsize if entry is not None else 1.0
                 rate = max(old_rate + 1.0, self._fee_rate(0))
             tx = node.wallet.bump_fee(txid, rate, node.chain.height)
-            try:
-                self.daemon.submit_tx(tx)
-            except MempoolReject:
-                node.wallet.abandon(tx.txid)
-                raise
-            return pb.BumpFeeResponse(txid=tx.txid_hex(), origfee_sat=old_fee, fee_sat=node.mempool.fee_of(tx.txid))
+            self.daemon.submit_tx(tx)
+            node.wallet.commit(tx)
+            return pb.BumpFeeResponse(txid=tx.txid_hex(), origfee_sat=old_fee, fee_sat=node.fee_of(tx.txid))
         return self._run(context, fn)
 
     # --- mining and peers -----------------------------------------------------------------------------------

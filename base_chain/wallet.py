@@ -13,7 +13,9 @@ replays from the fork point with ``block_disconnected`` / ``block_connected``).
 Spending is two steps, as "persist before you promise" wants: ``create_transaction``
 / ``send_to_address`` / ``bump_fee`` build and sign a transaction without
 recording anything; the node hands it to its mempool and, once accepted, calls
-:meth:`Wallet.commit`. Until then the coins it spends are not reserved.
+:meth:`Wallet.commit` (``mempool_added`` of the same transaction has the same
+effect). Until then the coins it spends are not reserved, and nothing needs undoing
+if the mempool rejects it.
 
 Transaction states: ``confirmed``; ``mempool`` (unconfirmed, in the node's
 mempool as far as the wallet knows -- also what a block disconnection leaves
@@ -43,9 +45,9 @@ from typing import Any
 from .address import AddressError, address_to_script, script_to_address
 from .block import Block
 from .checks import MAX_MONEY
-from .describe import format_amount
 from .keychain import CHANGE, COIN_TYPE_TEST, RECEIVE, Keychain
 from .params import ChainParams
+from .policy import DEFAULT_INCREMENTAL_RELAY_FEE, DEFAULT_MIN_RELAY_TX_FEE, dust_threshold, fee_for, format_money
 from .signing import sign_p2wpkh
 from .store import open_db
 from .tx import OutPoint, Transaction, TxIn, TxOut
@@ -57,12 +59,8 @@ __all__ = [
     "Balances",
     "WalletCoin",
     "WalletTransaction",
-    "dust_threshold",
     "GAP_LIMIT",
     "DEFAULT_MAX_TX_FEE_SAT",
-    "MIN_RELAY_FEE_SAT_KVB",
-    "INCREMENTAL_RELAY_FEE_SAT_KVB",
-    "DUST_RELAY_FEE_SAT_KVB",
     "SEQUENCE_RBF",
     "SEQUENCE_NO_RBF",
     "CONFIRMED",
@@ -77,9 +75,6 @@ GAP_LIMIT = 20
 """Scripts watched beyond the highest used (or handed-out) index of each keychain."""
 DEFAULT_MAX_TX_FEE_SAT = 10_000_000
 """Core's -maxtxfee default (0.1 coin)."""
-MIN_RELAY_FEE_SAT_KVB = 1_000
-INCREMENTAL_RELAY_FEE_SAT_KVB = 1_000
-DUST_RELAY_FEE_SAT_KVB = 3_000
 SEQUENCE_RBF = 0xFFFFFFFD
 """nSequence that signals BIP125 replaceability (and enables nLockTime)."""
 SEQUENCE_NO_RBF = 0xFFFFFFFE
@@ -226,24 +221,6 @@ class _Plan:
     inputs: list[_Coin]
     outputs: list[TxOut]
     fee_sat: int
-
-
-def dust_threshold(script_pubkey: bytes, dust_relay_fee_sat_kvb: int = DUST_RELAY_FEE_SAT_KVB) -> int:
-    """Core's GetDustThreshold: outputs below it are dust (294 sat for P2WPKH, 546 for P2PKH)."""
-    if script_pubkey[:1] == b"\x6a" or len(script_pubkey) > 10_000:
-        return 0
-    size = len(TxOut(0, script_pubkey).to_bytes())
-    size += 32 + 4 + 1 + 107 // 4 + 4 if _is_witness_program(script_pubkey) else 32 + 4 + 1 + 107 + 4
-    return _fee(dust_relay_fee_sat_kvb, size)
-
-
-def _is_witness_program(s: bytes) -> bool:
-    return 4 <= len(s) <= 42 and (s[0] == 0 or 0x51 <= s[0] <= 0x60) and s[1] == len(s) - 2
-
-
-def _fee(rate_sat_kvb: int, vsize: int) -> int:
-    """CFeeRate::GetFee: rounded up."""
-    return -(-rate_sat_kvb * vsize // 1000)
 
 
 def _signals_rbf(tx: Transaction) -> bool:
@@ -551,7 +528,15 @@ class Wallet:
     def mempool_removed(self, txid: bytes) -> None:
         """A transaction left the mempool without being mined (evicted, expired, replaced)."""
         with self._transaction():
-            self._conn.execute("UPDATE txs SET state = ? WHERE txid = ? AND state = ?", (INACTIVE, txid, MEMPOOL))
+            work = [txid]
+            while work:  # its unconfirmed descendants cannot stay in the mempool either
+                victim = work.pop()
+                if self._conn.execute(
+                    "UPDATE txs SET state = ? WHERE txid = ? AND state = ?", (INACTIVE, victim, MEMPOOL)
+                ).rowcount:
+                    work += [bytes(c) for (c,) in self._q(
+                        "SELECT DISTINCT spent_by FROM coins WHERE txid = ? AND spent_by IS NOT NULL", victim
+                    )]
 
     def commit(self, tx: Transaction) -> None:
         """Record a transaction of ours that the node's mempool accepted."""
@@ -849,9 +834,9 @@ class Wallet:
             raise WalletError(f"Cannot bump transaction {old.txid_hex()}: it was abandoned")
         rate = self._fee_rate(new_fee_rate_sat_vb)
         old_vsize = old.vsize
-        min_fee = old_fee + _fee(INCREMENTAL_RELAY_FEE_SAT_KVB, old_vsize)
-        if rate * old_vsize < old_fee * 1000 + INCREMENTAL_RELAY_FEE_SAT_KVB * old_vsize:
-            self._insufficient_bump(_fee(rate, old_vsize), min_fee, old_fee, old_vsize)
+        min_fee = old_fee + fee_for(DEFAULT_INCREMENTAL_RELAY_FEE, old_vsize)
+        if rate * old_vsize < old_fee * 1000 + DEFAULT_INCREMENTAL_RELAY_FEE * old_vsize:
+            self._insufficient_bump(fee_for(rate, old_vsize), min_fee, old_fee, old_vsize)
         spent = {c.outpoint: c for c in self._coins("c.spent_by = ? AND c.keychain IS NOT NULL", txid)}
         if any(txin.prevout not in spent for txin in old.inputs):
             raise WalletError("Transaction contains inputs that don't belong to this wallet")
@@ -869,13 +854,13 @@ class Wallet:
             False, change_pos,
         )
         new_vsize = _estimate_vsize(len(plan.inputs), plan.outputs)
-        if plan.fee_sat < old_fee + _fee(INCREMENTAL_RELAY_FEE_SAT_KVB, new_vsize):
-            self._insufficient_bump(plan.fee_sat, old_fee + _fee(INCREMENTAL_RELAY_FEE_SAT_KVB, new_vsize),
+        if plan.fee_sat < old_fee + fee_for(DEFAULT_INCREMENTAL_RELAY_FEE, new_vsize):
+            self._insufficient_bump(plan.fee_sat, old_fee + fee_for(DEFAULT_INCREMENTAL_RELAY_FEE, new_vsize),
                                     old_fee, new_vsize)
         if plan.fee_sat > self.max_tx_fee_sat:
             raise WalletError(
-                f"Specified or calculated fee {format_amount(plan.fee_sat)} is too high "
-                f"(cannot be higher than -maxtxfee {format_amount(self.max_tx_fee_sat)})"
+                f"Specified or calculated fee {format_money(plan.fee_sat)} is too high "
+                f"(cannot be higher than -maxtxfee {format_money(self.max_tx_fee_sat)})"
             )
         sequences = [txin.sequence for txin in old.inputs] + [SEQUENCE_RBF] * (len(plan.inputs) - len(preset))
         return self._sign(plan, old.version, old.locktime, sequences)
@@ -883,9 +868,9 @@ class Wallet:
     @staticmethod
     def _insufficient_bump(new_fee: int, min_fee: int, old_fee: int, vsize: int) -> None:
         raise WalletError(
-            f"Insufficient total fee {format_amount(new_fee)}, must be at least {format_amount(min_fee)} "
-            f"(oldFee {format_amount(old_fee)} + incrementalFee "
-            f"{format_amount(_fee(INCREMENTAL_RELAY_FEE_SAT_KVB, vsize))})"
+            f"Insufficient total fee {format_money(new_fee)}, must be at least {format_money(min_fee)} "
+            f"(oldFee {format_money(old_fee)} + incrementalFee "
+            f"{format_money(fee_for(DEFAULT_INCREMENTAL_RELAY_FEE, vsize))})"
         )
 
     @staticmethod
@@ -896,10 +881,10 @@ class Wallet:
         if fee_rate_sat_vb > _MAX_FEE_RATE_SAT_VB:
             raise WalletError("Fee exceeds maximum configured by user (e.g. -maxtxfee, maxfeerate)")
         rate = round(fee_rate_sat_vb * 1000)
-        if rate < MIN_RELAY_FEE_SAT_KVB:
+        if rate < DEFAULT_MIN_RELAY_TX_FEE:
             raise WalletError(
                 f"Fee rate ({fee_rate_sat_vb:.3f} sat/vB) is lower than the minimum fee rate setting "
-                f"({MIN_RELAY_FEE_SAT_KVB / 1000:.3f} sat/vB)"
+                f"({DEFAULT_MIN_RELAY_TX_FEE / 1000:.3f} sat/vB)"
             )
         return rate
 
@@ -908,7 +893,7 @@ class Wallet:
         data = out.script_pubkey[:1] == b"\x6a"
         if not isinstance(out.amount_sat, int) or out.amount_sat > MAX_MONEY or out.amount_sat < (0 if data else 1):
             raise WalletError("Invalid amount")
-        dust = dust_threshold(out.script_pubkey)
+        dust = dust_threshold(out)
         if out.amount_sat < dust:
             raise WalletError(
                 f"Invalid amount: Transaction amount too small ({out.amount_sat} sat is below the dust "
@@ -926,15 +911,15 @@ class Wallet:
         change_pos: int | None,
     ) -> _Plan:
         """Select coins (``preset`` always spent) and lay out the outputs, change included."""
-        input_fee = _fee(rate, _P2WPKH_INPUT_VBYTES)
-        change_fee = _fee(rate, len(TxOut(0, change_spk).to_bytes()))
+        input_fee = fee_for(rate, _P2WPKH_INPUT_VBYTES)
+        change_fee = fee_for(rate, len(TxOut(0, change_spk).to_bytes()))
         cost_of_change = change_fee + input_fee
         base_vsize = _estimate_vsize(1, recipients) - _P2WPKH_INPUT_VBYTES  # overhead, outputs, segwit marker
         out_total = sum(o.amount_sat for o in recipients)
         if subtract_fee:
             target = out_total - sum(c.amount_sat for c in preset)
         else:
-            target = out_total + _fee(rate, base_vsize) - sum(c.amount_sat - input_fee for c in preset)
+            target = out_total + fee_for(rate, base_vsize) - sum(c.amount_sat - input_fee for c in preset)
         taken = {c.outpoint for c in preset}
         for tier in tiers:
             margin = 0
@@ -967,11 +952,11 @@ class Wallet:
     ) -> tuple[_Plan | None, int]:
         """The outputs and fee for these inputs; (None, shortfall) when they do not cover the fee."""
         change = TxOut(0, change_spk)
-        fee_without = _fee(rate, _estimate_vsize(len(inputs), recipients))
-        fee_with = _fee(rate, _estimate_vsize(len(inputs), [*recipients, change]))
+        fee_without = fee_for(rate, _estimate_vsize(len(inputs), recipients))
+        fee_with = fee_for(rate, _estimate_vsize(len(inputs), [*recipients, change]))
         excess = sum(c.amount_sat for c in inputs) - sum(o.amount_sat for o in recipients)
         outputs = [TxOut(o.amount_sat, o.script_pubkey) for o in recipients]
-        dust = dust_threshold(change_spk)
+        dust = dust_threshold(TxOut(0, change_spk))
         if subtract_fee:
             if excess < 0:
                 return None, -excess
@@ -985,7 +970,7 @@ class Wallet:
                 out.amount_sat -= share + (rest if i == 0 else 0)
                 if out.amount_sat <= 0:
                     raise WalletError("The transaction amount is too small to pay the fee")
-                if out.amount_sat < dust_threshold(out.script_pubkey):
+                if out.amount_sat < dust_threshold(out):
                     raise WalletError("The transaction amount is too small to send after the fee has been deducted")
         elif not changeless and excess - fee_with >= dust:
             change.amount_sat, fee = excess - fee_with, fee_with
@@ -993,6 +978,8 @@ class Wallet:
             fee = excess
         else:
             return None, fee_without - excess
+        if not outputs and not change.amount_sat:
+            raise WalletError("Insufficient funds")
         if change.amount_sat:
             pos = change_pos if change_pos is not None else _rng.randrange(len(outputs) + 1)
             outputs.insert(min(pos, len(outputs)), change)

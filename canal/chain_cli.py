@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf.json_format import MessageToDict
 
 from base_chain.rpc import channel_for
 from proto import chain_pb2 as pb
@@ -71,10 +70,30 @@ def _json_list(s: str) -> list[str]:
     return [str(v) for v in value]
 
 
+def message_to_dict(message: Any) -> dict[str, Any]:
+    """Every field of a protobuf message (defaults included), integers kept as numbers."""
+    out: dict[str, Any] = {}
+    for fd in message.DESCRIPTOR.fields:
+        value = getattr(message, fd.name)
+        if fd.message_type is not None:
+            out[fd.name] = [message_to_dict(v) for v in value] if _repeated(fd) else message_to_dict(value)
+        elif fd.enum_type is not None:
+            names = fd.enum_type.values_by_number
+            out[fd.name] = [names[v].name for v in value] if _repeated(fd) else names[value].name
+        elif fd.type == fd.TYPE_BYTES:
+            out[fd.name] = [v.hex() for v in value] if _repeated(fd) else value.hex()
+        else:
+            out[fd.name] = list(value) if _repeated(fd) else value
+    return out
+
+
+def _repeated(fd: Any) -> bool:
+    return bool(fd.is_repeated)
+
+
 def to_view(message: Any) -> Any:
     """A protobuf message as bitcoin-cli shows it: amounts in coins under their plain names."""
-    raw = MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-    return _convert(raw)
+    return _convert(message_to_dict(message))
 
 
 def _convert(value: Any) -> Any:

@@ -31,7 +31,7 @@ EXPECTED_TAPROOT_SKIPS = 5
 
 
 class Case(NamedTuple):
-    index: int
+    entry: int
     raw: list[Any]
     witness: list[str]
     amount_sat: int
@@ -104,7 +104,7 @@ def run_case(case: Case) -> str:
 
 
 def _id(case: Case) -> str:
-    return f"#{case.index:04d}-{case.expected}"
+    return f"#{case.entry:04d}-{case.expected}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=_id)
@@ -113,7 +113,7 @@ def test_script_vector(case: Case) -> None:
         pytest.skip("taproot vector (Canal's interpreter does not implement BIP341/342)")
     got = run_case(case)
     assert got == case.expected, (
-        f"script_tests.json entry #{case.index}: expected {case.expected}, got {got}\n"
+        f"script_tests.json entry #{case.entry}: expected {case.expected}, got {got}\n"
         f"  vector: {json.dumps(case.raw, default=str)}"
     )
 

@@ -52,7 +52,7 @@ class Prevout(NamedTuple):
 
 
 class TxCase(NamedTuple):
-    index: int
+    entry: int
     raw: list[Any]
     prevouts: dict[OutPoint, Prevout]
     tx_hex: str
@@ -155,14 +155,14 @@ def exclude_individual_flags(flags: frozenset[str]) -> set[frozenset[str]]:
 
 
 def _describe(case: TxCase, kind: str) -> str:
-    return f"{kind} entry #{case.index}: {json.dumps(case.raw)[:400]}"
+    return f"{kind} entry #{case.entry}: {json.dumps(case.raw)[:400]}"
 
 
 def _fmt(flags: Iterable[str]) -> str:
     return ",".join(sorted(flags)) or "NONE"
 
 
-@pytest.mark.parametrize("case", VALID, ids=lambda c: f"valid#{c.index:03d}")
+@pytest.mark.parametrize("case", VALID, ids=lambda c: f"valid#{c.entry:03d}")
 def test_tx_valid(case: TxCase) -> None:
     where = _describe(case, "tx_valid.json")
     run = Runner(case)
@@ -176,7 +176,7 @@ def test_tx_valid(case: TxCase) -> None:
     assert failure is None, f"input {failure and failure[0]} failed with {failure and failure[1]}: {where}"
 
     # Removing any flag, or a random set of flags, must not invalidate a valid transaction.
-    rng = random.Random(case.index)
+    rng = random.Random(case.entry)
     for name in sorted(ALL_FLAGS):
         fewer = trim_flags(ALL_FLAGS - (excluded | {name}))
         failure = run.first_failure(fewer)
@@ -194,7 +194,7 @@ def test_tx_valid(case: TxCase) -> None:
         )
 
 
-@pytest.mark.parametrize("case", INVALID, ids=lambda c: f"invalid#{c.index:03d}")
+@pytest.mark.parametrize("case", INVALID, ids=lambda c: f"invalid#{c.entry:03d}")
 def test_tx_invalid(case: TxCase) -> None:
     where = _describe(case, "tx_invalid.json")
     run = Runner(case)
@@ -211,7 +211,7 @@ def test_tx_invalid(case: TxCase) -> None:
     assert run.first_failure(flags, public_api=True) is not None, f"transaction unexpectedly valid: {where}"
 
     # Adding any flag, or a random set of flags, must not make an invalid transaction valid.
-    rng = random.Random(case.index)
+    rng = random.Random(case.entry)
     for name in sorted(ALL_FLAGS):
         more = fill_flags(flags | {name})
         assert run.first_failure(more) is not None, f"valid once {name} is added: {where}"

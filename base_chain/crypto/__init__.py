@@ -129,6 +129,15 @@ class PublicKey:
             return False
         return self.verify(rs[0], rs[1], msg32)
 
+    @classmethod
+    def recover(cls, sig64: bytes, recid: int, msg32: bytes) -> PublicKey:
+        """The key that made a compact (r || s) signature with recovery id recid (BOLT 11, signmessage)."""
+        if len(sig64) != 64 or len(msg32) != 32:
+            raise ValueError("need a 64-byte signature and a 32-byte digest")
+        r = int.from_bytes(sig64[:32], "big")
+        s = int.from_bytes(sig64[32:], "big")
+        return PublicKey(_current.recover(r, s, recid, msg32))
+
     def add(self, other: PublicKey) -> PublicKey:
         return PublicKey(_current.add(self.point, other.point))
 
@@ -182,6 +191,13 @@ class PrivateKey:
         if len(msg32) != 32:
             raise ValueError("can only sign a 32-byte digest")
         return _current.sign(self.secret, msg32)
+
+    def sign_recoverable(self, msg32: bytes) -> tuple[bytes, int]:
+        """A compact 64-byte (r || s) low-s signature and its recovery id."""
+        if len(msg32) != 32:
+            raise ValueError("can only sign a 32-byte digest")
+        r, s, recid = _current.sign_recoverable(self.secret, msg32)
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big"), recid
 
     def sign_der(self, msg32: bytes) -> bytes:
         return encode_der(*self.sign(msg32))

@@ -41,6 +41,19 @@ class CoincurveBackend:
         s = int.from_bytes(sig[6 + len_r :], "big")
         return r, s
 
+    def sign_recoverable(self, secret: int, msg32: bytes) -> tuple[int, int, int]:
+        sig = coincurve.PrivateKey(_scalar(secret)).sign_recoverable(msg32, hasher=None)
+        return int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big"), sig[64]
+
+    def recover(self, r: int, s: int, recid: int, msg32: bytes) -> Point:
+        if not (0 < r < N and 0 < s < N) or recid not in (0, 1, 2, 3):
+            raise ValueError("invalid signature for recovery")
+        sig = _scalar(r) + _scalar(s) + bytes([recid])
+        try:
+            return _point(coincurve.PublicKey.from_signature_and_message(sig, msg32, hasher=None))
+        except Exception as e:  # coincurve raises a bare Exception on failure
+            raise ValueError(f"cannot recover public key: {e}") from e
+
     def verify(self, handle: Any, msg32: bytes, r: int, s: int) -> bool:
         if not (0 < r < N and 0 < s < N):
             return False

@@ -50,6 +50,22 @@ class EcdsaBackend:
             s = N - s
         return r, s
 
+    def sign_recoverable(self, secret: int, msg32: bytes) -> tuple[int, int, int]:
+        r, s = self.sign(secret, msg32)
+        ours = self.pubkey(secret)
+        for recid in (0, 1):
+            if self.recover(r, s, recid, msg32) == ours:
+                return r, s, recid
+        raise ValueError("recovery id not found (R.x overflowed the group order)")
+
+    def recover(self, r: int, s: int, recid: int, msg32: bytes) -> Point:
+        if not (0 < r < N and 0 < s < N) or recid not in (0, 1, 2, 3):
+            raise ValueError("invalid signature for recovery")
+        if recid >= 2:
+            raise ValueError("recovery ids 2 and 3 are not supported by the ecdsa backend")
+        keys = _ecdsa.Signature(r, s).recover_public_keys(int.from_bytes(msg32, "big"), _G)
+        return _affine(keys[recid].point)
+
     def verify(self, handle: Any, msg32: bytes, r: int, s: int) -> bool:
         if not (0 < r < N and 0 < s < N):
             return False

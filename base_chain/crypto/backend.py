@@ -21,6 +21,12 @@ class Backend(Protocol):
     def sign(self, secret: int, msg32: bytes) -> tuple[int, int]:
         """RFC 6979 deterministic ECDSA over a 32-byte digest; returns (r, s) with low s."""
 
+    def sign_recoverable(self, secret: int, msg32: bytes) -> tuple[int, int, int]:
+        """Like sign, plus the recovery id (0..3) of the low-s signature."""
+
+    def recover(self, r: int, s: int, recid: int, msg32: bytes) -> Point:
+        """The public key that made (r, s) with this recovery id; ValueError if none."""
+
     def verify(self, handle: Any, msg32: bytes, r: int, s: int) -> bool:
         """ECDSA verification of a low-s signature (the caller normalizes s)."""
 

@@ -136,6 +136,7 @@ def eval_script_mask(
     pop = stack.pop
 
     while pc < end:
+        start = pc
         op = script[pc]
         pc += 1
 
@@ -145,23 +146,23 @@ def eval_script_mask(
                 size = op
             elif op == OP_PUSHDATA1:
                 if pc >= end:
-                    raise ScriptError("BAD_OPCODE", f"truncated OP_PUSHDATA1 at {pc - 1}")
+                    raise ScriptError("BAD_OPCODE", f"truncated push length at {start}")
                 size = script[pc]
                 pc += 1
             else:
                 width = 2 if op == OP_PUSHDATA2 else 4
                 if end - pc < width:
-                    raise ScriptError("BAD_OPCODE", f"truncated push length at {pc - 1}")
+                    raise ScriptError("BAD_OPCODE", f"truncated push length at {start}")
                 size = int.from_bytes(script[pc : pc + width], "little")
                 pc += width
             if end - pc < size:
-                raise ScriptError("BAD_OPCODE", f"push past the end of the script at {pc}")
+                raise ScriptError("BAD_OPCODE", f"push at {start} runs past the end of the script")
             if size > MAX_SCRIPT_ELEMENT_SIZE:
-                raise ScriptError("PUSH_SIZE", f"{size}-byte push")
+                raise ScriptError("PUSH_SIZE", f"{size}-byte push at {start}")
             if not false_count:
                 data = script[pc : pc + size]
                 if minimal and not _minimal_push(data, op):
-                    raise ScriptError("MINIMALDATA", f"non-minimal push at {pc - 1}")
+                    raise ScriptError("MINIMALDATA", f"non-minimal push at {start}")
                 push(data)
                 if len(stack) + len(altstack) > MAX_STACK_SIZE:
                     raise ScriptError("STACK_SIZE")

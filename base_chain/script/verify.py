@@ -20,8 +20,8 @@ from .errors import TAPROOT_UNSUPPORTED, ScriptError
 from .flags import FLAG_BITS, flags_to_mask
 from .interpreter import MAX_SCRIPT_ELEMENT_SIZE, MAX_STACK_SIZE, eval_script_mask, hash160_fast
 from .num import cast_to_bool, encode_num
-from .sigcheck import eval_checksig
 from .opcodes import is_p2sh, is_push_only, push_bytes, witness_program
+from .sigcheck import eval_checksig
 
 __all__ = ["verify_script", "verify_script_with_checker", "p2wpkh_script_code"]
 
@@ -76,7 +76,8 @@ def verify_script_with_checker(
     stack: list[bytes] = []
     if script_sig:
         eval_script_mask(stack, script_sig, flags, checker, SIGVERSION_BASE)
-    saved = stack[:] if flags & _P2SH else stack
+    pay_to_script_hash = bool(flags & _P2SH) and is_p2sh(script_pubkey)
+    saved = stack[:] if pay_to_script_hash else stack
     program = witness_program(script_pubkey)
     if program is None:
         eval_script_mask(stack, script_pubkey, flags, checker, SIGVERSION_BASE)
@@ -98,7 +99,7 @@ def verify_script_with_checker(
             _verify_witness_program(witness, program[0], program[1], flags, checker, False)
             del stack[1:]  # the witness ran on its own stack; skip CLEANSTACK for this one
 
-    if flags & _P2SH and is_p2sh(script_pubkey):
+    if pay_to_script_hash:
         if not is_push_only(script_sig):
             raise ScriptError("SIG_PUSHONLY", "P2SH scriptSig must only push")
         stack = saved  # cannot be empty: HASH160 on an empty stack fails above
