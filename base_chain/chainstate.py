@@ -432,7 +432,7 @@ class ChainState:
                 coins = [view.get_coin(txin.prevout) for txin in tx.inputs]
                 spent_coins = [c for c in coins if c is not None]
                 spent_outputs = [c.output for c in spent_coins]
-                if enforce_bip68 and tx.version >= 2:
+                if enforce_bip68 and (tx.version & 0xFFFFFFFF) >= 2:  # Core compares it as uint32
                     prev_heights = [c.height for c in spent_coins]
                     mtps = [self._mtp_before(idx.prev, h) for h in prev_heights]
                     locks = calculate_sequence_locks(tx, True, prev_heights, mtps)

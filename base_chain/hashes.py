@@ -20,8 +20,13 @@ def hash256(data: bytes) -> bytes:
     return hashlib.sha256(hashlib.sha256(data).digest()).digest()
 
 
+_RIPEMD160 = hashlib.new("ripemd160")  # copied per use: much cheaper than hashlib.new each time
+
+
 def ripemd160(data: bytes) -> bytes:
-    return hashlib.new("ripemd160", data).digest()
+    h = _RIPEMD160.copy()
+    h.update(data)
+    return h.digest()
 
 
 def hash160(data: bytes) -> bytes:

@@ -49,7 +49,7 @@ def calculate_sequence_locks(
     """
     min_height = -1
     min_time = -1
-    if not enforce_bip68 or tx.version < 2:
+    if not enforce_bip68 or (tx.version & 0xFFFFFFFF) < 2:
         return min_height, min_time
     for i, txin in enumerate(tx.inputs):
         seq = txin.sequence

@@ -52,6 +52,8 @@ class ChainNode:
         self.mempool = Mempool(self.chain)
         self.wallet = Wallet.open(datadir / "wallet.sqlite", params)
         self.notifier = ChainNotifier()
+        # A block stored but not connected before a crash is connected now, as Core does at startup.
+        self.chain.activate_best_chain()
         self._catch_up_wallet()
 
     def close(self) -> None:

@@ -436,7 +436,10 @@ class ChainServicer(pb_grpc.ChainServiceServicer):
         def fn() -> pb.SendToAddressResponse:
             if request.amount_sat <= 0:
                 raise _invalid("Invalid amount for send")
-            address_to_script(request.address, self.node.params.address_prefixes)
+            spk = address_to_script(request.address, self.node.params.address_prefixes)
+            if classify(spk) in ("witness_v1_taproot", "witness_unknown"):
+                raise _invalid("Invalid address: witness v1+ outputs are not protected on Canal chains "
+                               "(taproot is not implemented); refusing to send")
             rate = self._fee_rate(request.fee_rate_sat_vb)
             wallet = self.node.wallet
             tx = wallet.send_to_address(request.address, request.amount_sat, rate, self.node.chain.height,

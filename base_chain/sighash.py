@@ -160,9 +160,17 @@ class Bip143Cache:
     __slots__ = ("hash_prevouts", "hash_sequence", "hash_outputs")
 
     def __init__(self, tx: Transaction) -> None:
-        self.hash_prevouts = hash256(b"".join(i.prevout.to_bytes() for i in tx.inputs))
-        self.hash_sequence = hash256(b"".join(u32(i.sequence) for i in tx.inputs))
-        self.hash_outputs = hash256(b"".join(o.to_bytes() for o in tx.outputs))
+        inputs = tx.inputs
+        self.hash_prevouts = hash256(
+            b"".join(i.prevout.txid + i.prevout.index.to_bytes(4, "little") for i in inputs)
+        )
+        self.hash_sequence = hash256(b"".join(i.sequence.to_bytes(4, "little") for i in inputs))
+        self.hash_outputs = hash256(
+            b"".join(
+                o.amount_sat.to_bytes(8, "little", signed=True) + compact_size(len(o.script_pubkey)) + o.script_pubkey
+                for o in tx.outputs
+            )
+        )
 
 
 _ZERO32 = b"\x00" * 32

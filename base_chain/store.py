@@ -96,7 +96,7 @@ class ChainStore:
 
     def load_index(self) -> list[StoredIndexEntry]:
         rows = self.conn.execute(
-            "SELECT hash, height, header, chain_work, status FROM block_index ORDER BY height"
+            "SELECT hash, height, header, chain_work, status FROM block_index ORDER BY height, rowid"
         ).fetchall()
         return [StoredIndexEntry(h, ht, hd, int.from_bytes(w, "big"), st) for h, ht, hd, w, st in rows]
 

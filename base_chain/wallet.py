@@ -28,15 +28,17 @@ replacement). Dead transactions release the coins they spent and their own
 outputs disappear, recursively.
 
 Error strings are Bitcoin Core's where it has one.
+
+Coin selection and the layout of outputs live in :mod:`base_chain.coinselect`, the
+sqlite schema and its data-access helpers in :mod:`base_chain.walletdb`.
 """
 
 from __future__ import annotations
 
 import math
 import random
-import secrets
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,12 +47,29 @@ from typing import Any
 from .address import AddressError, address_to_script, script_to_address
 from .block import Block
 from .checks import MAX_MONEY
+from .coinselect import FundingError, Plan, bnb, estimate_vsize, fund
 from .keychain import CHANGE, COIN_TYPE_TEST, RECEIVE, Keychain
 from .params import ChainParams
 from .policy import DEFAULT_INCREMENTAL_RELAY_FEE, DEFAULT_MIN_RELAY_TX_FEE, dust_threshold, fee_for, format_money
 from .signing import sign_p2wpkh
 from .store import open_db
 from .tx import OutPoint, Transaction, TxIn, TxOut
+from .walletdb import (
+    ABANDONED,
+    CONFIRMED,
+    CONFLICTED,
+    INACTIVE,
+    LIVE_STATES,
+    MEMPOOL,
+    REPLACED,
+    StoredCoin,
+    get_meta,
+    init_db,
+    kill_tx,
+    load_coins,
+    query,
+    set_meta,
+)
 
 __all__ = [
     "Wallet",
@@ -80,53 +99,8 @@ SEQUENCE_RBF = 0xFFFFFFFD
 SEQUENCE_NO_RBF = 0xFFFFFFFE
 """nSequence that enables nLockTime without signalling replaceability."""
 
-CONFIRMED = "confirmed"
-MEMPOOL = "mempool"
-INACTIVE = "inactive"
-ABANDONED = "abandoned"
-CONFLICTED = "conflicted"
-REPLACED = "replaced"
-_LIVE = (CONFIRMED, MEMPOOL, INACTIVE)
-
-_SCHEMA_VERSION = 1
-_P2WPKH_INPUT_VBYTES = 68  # 41 bytes + (1 + 73 + 34) witness bytes / 4, with a 72-byte signature
-_DUMMY_WITNESS = (b"\x00" * 72, b"\x00" * 33)
-_BNB_TRIES = 100_000
 _MAX_FEE_RATE_SAT_VB = 1e7
 _rng = random.SystemRandom()
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value NOT NULL);
-CREATE TABLE IF NOT EXISTS txs (
-    txid BLOB PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    raw BLOB NOT NULL,
-    state TEXT NOT NULL,
-    height INTEGER,
-    block_hash BLOB,
-    is_coinbase INTEGER NOT NULL,
-    from_me INTEGER NOT NULL,
-    debit_sat INTEGER NOT NULL,
-    fee_sat INTEGER,
-    replaces BLOB,
-    replaced_by BLOB
-);
-CREATE TABLE IF NOT EXISTS coins (
-    txid BLOB NOT NULL,
-    vout INTEGER NOT NULL,
-    script_pubkey BLOB NOT NULL,
-    amount_sat INTEGER NOT NULL,
-    keychain INTEGER,
-    key_index INTEGER,
-    spent_by BLOB,
-    PRIMARY KEY (txid, vout)
-);
-CREATE INDEX IF NOT EXISTS coins_spent_by ON coins (spent_by);
-CREATE TABLE IF NOT EXISTS watched_scripts (script_pubkey BLOB PRIMARY KEY, label TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS watched_outpoints (
-    txid BLOB NOT NULL, vout INTEGER NOT NULL, spender BLOB, PRIMARY KEY (txid, vout)
-);
-"""
 
 
 class WalletError(Exception):
@@ -201,98 +175,12 @@ class WalletTransaction:
         return self.txid[::-1].hex()
 
 
-@dataclass(frozen=True, slots=True)
-class _Coin:
-    outpoint: OutPoint
-    script_pubkey: bytes
-    amount_sat: int
-    chain: int | None  # None: watch-only
-    index: int | None
-    height: int | None
-    is_coinbase: bool
-    trusted: bool  # unconfirmed, but ours all the way (in the mempool, all inputs ours, not a replacement)
-
-    def confirmations(self, tip_height: int) -> int:
-        return 0 if self.height is None else max(tip_height - self.height + 1, 1)
-
-
-@dataclass(slots=True)
-class _Plan:
-    inputs: list[_Coin]
-    outputs: list[TxOut]
-    fee_sat: int
+_Coin = StoredCoin  # older names of walletdb.StoredCoin and coinselect.bnb, still importable from here
+_bnb = bnb
 
 
 def _signals_rbf(tx: Transaction) -> bool:
     return any(txin.sequence < SEQUENCE_NO_RBF for txin in tx.inputs)
-
-
-def _estimate_vsize(n_inputs: int, outputs: Sequence[TxOut]) -> int:
-    """The vsize of a transaction spending n P2WPKH inputs, with worst-case (72-byte) signatures."""
-    dummy = TxIn(OutPoint(b"\x00" * 32, 0), b"", 0, list(_DUMMY_WITNESS))
-    return Transaction(2, [dummy] * n_inputs, list(outputs), 0).vsize
-
-
-def _bnb(pool: list[tuple[int, _Coin]], target: int, cost_of_change: int) -> list[_Coin] | None:
-    """Core's branch and bound: a changeless selection whose value is in [target, target + cost_of_change].
-
-    ``pool`` holds (selection value, coin) sorted by value, largest first. Minimises the excess.
-    """
-    available = sum(v for v, _ in pool)
-    if available < target:
-        return None
-    value = 0
-    selection: list[int] = []
-    best: list[int] | None = None
-    best_excess = cost_of_change + 1
-    i = 0
-    for _ in range(_BNB_TRIES):
-        if value + available < target or value > target + cost_of_change:
-            backtrack = True
-        elif value >= target:
-            if value - target < best_excess:
-                best, best_excess = list(selection), value - target
-                if best_excess == 0:
-                    break
-            backtrack = True
-        else:
-            backtrack = False
-        if backtrack:
-            if not selection:
-                break
-            i -= 1
-            while i > selection[-1]:
-                available += pool[i][0]
-                i -= 1
-            value -= pool[i][0]
-            selection.pop()
-        else:
-            v = pool[i][0]
-            available -= v
-            # Skip an equal-valued coin when its twin was just left out: that branch is already explored.
-            if not selection or i - 1 == selection[-1] or v != pool[i - 1][0]:
-                selection.append(i)
-                value += v
-        i += 1
-    return None if best is None else [pool[j][1] for j in best]
-
-
-def _select(pool: list[tuple[int, _Coin]], target: int, cost_of_change: int) -> tuple[list[_Coin], bool] | None:
-    """(coins, changeless) covering ``target``: branch and bound first, else largest first."""
-    if target <= 0:
-        return [], False
-    pool = sorted((p for p in pool if p[0] > 0), key=lambda p: -p[0])
-    found = _bnb(pool, target, cost_of_change)
-    if found is not None:
-        return found, True
-    chosen: list[_Coin] = []
-    total = 0
-    for value, coin in pool:
-        chosen.append(coin)
-        total += value
-        if total >= target:
-            return chosen, False
-    return None
 
 
 class Wallet:
@@ -330,25 +218,10 @@ class Wallet:
             raise WalletError("Invalid seed: BIP32 seeds are 16 to 64 bytes")
         conn = open_db(path)
         try:
-            conn.executescript(_SCHEMA)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                stored = _meta(conn, "seed")
-                if stored is None:
-                    stored = seed if seed is not None else secrets.token_bytes(32)
-                    for key, value in (
-                        ("seed", stored), ("chain", params.name), ("version", _SCHEMA_VERSION),
-                        ("next_0", 0), ("next_1", 0), ("seq", 0),
-                    ):
-                        conn.execute("INSERT INTO meta VALUES (?, ?)", (key, value))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            stored = bytes(stored)
+            stored = init_db(conn, params.name, seed)
             if seed is not None and seed != stored:
                 raise WalletError(f"Wallet file {path} holds a different seed")
-            chain = _meta(conn, "chain")
+            chain = get_meta(conn, "chain")
             if chain != params.name:
                 raise WalletError(f"Wallet file {path} belongs to chain {chain!r}, not {params.name!r}")
         except BaseException:
@@ -370,7 +243,7 @@ class Wallet:
 
     def _load_caches(self) -> None:
         for chain in (RECEIVE, CHANGE):
-            self._next[chain] = int(_meta(self._conn, f"next_{chain}") or 0)
+            self._next[chain] = int(get_meta(self._conn, f"next_{chain}") or 0)
             self._extend_window(chain)
         self._watched = {bytes(s): str(lbl) for s, lbl in self._conn.execute("SELECT * FROM watched_scripts")}
 
@@ -393,10 +266,10 @@ class Wallet:
             self._in_tx = False
 
     def _set_meta(self, key: str, value: Any) -> None:
-        self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        set_meta(self._conn, key, value)
 
     def _q(self, sql: str, *args: Any) -> list[Any]:
-        return self._conn.execute(sql, args).fetchall()
+        return query(self._conn, sql, *args)
 
     # --- addresses ------------------------------------------------------------------------------
 
@@ -445,7 +318,7 @@ class Wallet:
         """Record spends of ``outpoint`` (see :meth:`spender_of`) from now on; a spend the wallet
         already holds is found too."""
         spender = None
-        for txid, raw in self._q("SELECT txid, raw FROM txs WHERE state IN (?, ?, ?)", *_LIVE):
+        for txid, raw in self._q("SELECT txid, raw FROM txs WHERE state IN (?, ?, ?)", *LIVE_STATES):
             if any(txin.prevout == outpoint for txin in Transaction.from_bytes(raw).inputs):
                 spender = bytes(txid)
         with self._transaction():
@@ -471,8 +344,8 @@ class Wallet:
 
     def best_block(self) -> tuple[bytes, int] | None:
         """(hash, height) of the last block processed, or None before the first."""
-        block_hash = _meta(self._conn, "best_hash")
-        height = _meta(self._conn, "best_height")
+        block_hash = get_meta(self._conn, "best_hash")
+        height = get_meta(self._conn, "best_height")
         return None if block_hash is None else (bytes(block_hash), int(height))
 
     def _set_best(self, block_hash: bytes | None, height: int) -> None:
@@ -618,7 +491,7 @@ class Wallet:
                  fee if fee is not None else old_fee, replaces, txid),
             )
         else:
-            seq = int(_meta(self._conn, "seq") or 0) + 1
+            seq = int(get_meta(self._conn, "seq") or 0) + 1
             self._set_meta("seq", seq)
             self._conn.execute(
                 "INSERT INTO txs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
@@ -640,45 +513,17 @@ class Wallet:
 
     def _kill(self, txid: bytes, state: str, descendant_state: str, replaced_by: bytes | None = None) -> None:
         """Move a live transaction to a dead state: free what it spent, drop its outputs and descendants."""
-        work = [(txid, state, replaced_by)]
-        while work:
-            victim, new_state, by = work.pop()
-            rows = self._q("SELECT state FROM txs WHERE txid = ?", victim)
-            if not rows or rows[0][0] not in _LIVE:
-                continue
-            self._conn.execute(
-                "UPDATE txs SET state = ?, height = NULL, block_hash = NULL, replaced_by = ? WHERE txid = ?",
-                (new_state, by, victim),
-            )
-            self._conn.execute("UPDATE coins SET spent_by = NULL WHERE spent_by = ?", (victim,))
-            self._conn.execute("UPDATE watched_outpoints SET spender = NULL WHERE spender = ?", (victim,))
-            for (child,) in self._q(
-                "SELECT DISTINCT spent_by FROM coins WHERE txid = ? AND spent_by IS NOT NULL", victim
-            ):
-                work.append((bytes(child), descendant_state, None))
-            self._conn.execute("DELETE FROM coins WHERE txid = ?", (victim,))
+        kill_tx(self._conn, txid, state, descendant_state, replaced_by)
 
     # --- coins and balances -----------------------------------------------------------------------
 
-    def _coins(self, where: str, *args: Any) -> list[_Coin]:
-        rows = self._q(
-            "SELECT c.txid, c.vout, c.script_pubkey, c.amount_sat, c.keychain, c.key_index, t.height,"
-            " t.is_coinbase, t.state, t.from_me, t.replaces FROM coins c JOIN txs t ON t.txid = c.txid"
-            " WHERE " + where + " ORDER BY t.seq, c.vout",
-            *args,
-        )
-        return [
-            _Coin(
-                OutPoint(bytes(txid), vout), bytes(spk), amount, chain, index, height, bool(cb),
-                state == MEMPOOL and bool(from_me) and replaces is None,
-            )
-            for txid, vout, spk, amount, chain, index, height, cb, state, from_me, replaces in rows
-        ]
+    def _coins(self, where: str, *args: Any) -> list[StoredCoin]:
+        return load_coins(self._conn, where, *args)
 
-    def _unspent(self) -> list[_Coin]:
+    def _unspent(self) -> list[StoredCoin]:
         return self._coins("t.state IN (?, ?) AND c.spent_by IS NULL", CONFIRMED, MEMPOOL)
 
-    def _mature(self, coin: _Coin, tip_height: int) -> bool:
+    def _mature(self, coin: StoredCoin, tip_height: int) -> bool:
         # Core's wallet (GetBlocksToMaturity) waits for coinbase_maturity + 1 confirmations.
         return not coin.is_coinbase or coin.confirmations(tip_height) > self.params.coinbase_maturity
 
@@ -713,7 +558,7 @@ class Wallet:
             )
         return out
 
-    def _spendable_tiers(self, tip_height: int, exclude_txid: bytes | None = None) -> list[list[_Coin]]:
+    def _spendable_tiers(self, tip_height: int, exclude_txid: bytes | None = None) -> list[list[StoredCoin]]:
         """Coins we may spend: the confirmed ones, then also our own unconfirmed change."""
         usable = [
             c for c in self._unspent()
@@ -750,7 +595,7 @@ class Wallet:
             )
             confs = 0 if height is None else max(tip_height - height + 1, 1)
             if cb:
-                if state not in _LIVE:
+                if state not in LIVE_STATES:
                     category = "orphan"
                 else:
                     category = "generate" if confs > self.params.coinbase_maturity else "immature"
@@ -853,7 +698,7 @@ class Wallet:
             recipients, preset, self._spendable_tiers(tip_height, exclude_txid=txid), rate, change_spk,
             False, change_pos,
         )
-        new_vsize = _estimate_vsize(len(plan.inputs), plan.outputs)
+        new_vsize = estimate_vsize(len(plan.inputs), plan.outputs)
         if plan.fee_sat < old_fee + fee_for(DEFAULT_INCREMENTAL_RELAY_FEE, new_vsize):
             self._insufficient_bump(plan.fee_sat, old_fee + fee_for(DEFAULT_INCREMENTAL_RELAY_FEE, new_vsize),
                                     old_fee, new_vsize)
@@ -903,89 +748,20 @@ class Wallet:
     def _fund(
         self,
         recipients: list[TxOut],
-        preset: list[_Coin],
-        tiers: list[list[_Coin]],
+        preset: list[StoredCoin],
+        tiers: list[list[StoredCoin]],
         rate: int,
         change_spk: bytes,
         subtract_fee: bool,
         change_pos: int | None,
-    ) -> _Plan:
+    ) -> Plan[StoredCoin]:
         """Select coins (``preset`` always spent) and lay out the outputs, change included."""
-        input_fee = fee_for(rate, _P2WPKH_INPUT_VBYTES)
-        change_fee = fee_for(rate, len(TxOut(0, change_spk).to_bytes()))
-        cost_of_change = change_fee + input_fee
-        base_vsize = _estimate_vsize(1, recipients) - _P2WPKH_INPUT_VBYTES  # overhead, outputs, segwit marker
-        out_total = sum(o.amount_sat for o in recipients)
-        if subtract_fee:
-            target = out_total - sum(c.amount_sat for c in preset)
-        else:
-            target = out_total + fee_for(rate, base_vsize) - sum(c.amount_sat - input_fee for c in preset)
-        taken = {c.outpoint for c in preset}
-        for tier in tiers:
-            margin = 0
-            for _ in range(4):
-                pool = [
-                    (c.amount_sat if subtract_fee else c.amount_sat - input_fee, c)
-                    for c in tier if c.outpoint not in taken
-                ]
-                selected = _select(pool, target + margin, cost_of_change)
-                if selected is None:
-                    break
-                coins, changeless = selected
-                plan, shortfall = self._lay_out(
-                    preset + coins, recipients, rate, change_spk, subtract_fee, changeless, change_pos
-                )
-                if plan is not None:
-                    return plan
-                margin += shortfall + input_fee
-        raise WalletError("Insufficient funds")
+        try:
+            return fund(recipients, preset, tiers, rate, change_spk, subtract_fee, change_pos, _rng)
+        except FundingError as e:
+            raise WalletError(str(e)) from None
 
-    def _lay_out(
-        self,
-        inputs: list[_Coin],
-        recipients: list[TxOut],
-        rate: int,
-        change_spk: bytes,
-        subtract_fee: bool,
-        changeless: bool,
-        change_pos: int | None,
-    ) -> tuple[_Plan | None, int]:
-        """The outputs and fee for these inputs; (None, shortfall) when they do not cover the fee."""
-        change = TxOut(0, change_spk)
-        fee_without = fee_for(rate, _estimate_vsize(len(inputs), recipients))
-        fee_with = fee_for(rate, _estimate_vsize(len(inputs), [*recipients, change]))
-        excess = sum(c.amount_sat for c in inputs) - sum(o.amount_sat for o in recipients)
-        outputs = [TxOut(o.amount_sat, o.script_pubkey) for o in recipients]
-        dust = dust_threshold(TxOut(0, change_spk))
-        if subtract_fee:
-            if excess < 0:
-                return None, -excess
-            if not changeless and excess >= dust:
-                change.amount_sat, to_subtract, fee = excess, fee_with, fee_with
-            else:
-                to_subtract = max(0, fee_without - excess)
-                fee = excess + to_subtract
-            share, rest = divmod(to_subtract, len(outputs))
-            for i, out in enumerate(outputs):
-                out.amount_sat -= share + (rest if i == 0 else 0)
-                if out.amount_sat <= 0:
-                    raise WalletError("The transaction amount is too small to pay the fee")
-                if out.amount_sat < dust_threshold(out):
-                    raise WalletError("The transaction amount is too small to send after the fee has been deducted")
-        elif not changeless and excess - fee_with >= dust:
-            change.amount_sat, fee = excess - fee_with, fee_with
-        elif excess >= fee_without:
-            fee = excess
-        else:
-            return None, fee_without - excess
-        if not outputs and not change.amount_sat:
-            raise WalletError("Insufficient funds")
-        if change.amount_sat:
-            pos = change_pos if change_pos is not None else _rng.randrange(len(outputs) + 1)
-            outputs.insert(min(pos, len(outputs)), change)
-        return _Plan(list(inputs), outputs, fee), 0
-
-    def _sign(self, plan: _Plan, version: int, locktime: int, sequences: list[int]) -> Transaction:
+    def _sign(self, plan: Plan[StoredCoin], version: int, locktime: int, sequences: list[int]) -> Transaction:
         tx = Transaction(
             version, [TxIn(c.outpoint, b"", seq) for c, seq in zip(plan.inputs, sequences)], plan.outputs, locktime
         )
@@ -994,7 +770,3 @@ class Wallet:
             sign_p2wpkh(tx, i, self._keychain.key(coin.chain, coin.index), coin.amount_sat)
         return tx
 
-
-def _meta(conn: sqlite3.Connection, key: str) -> Any:
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-    return None if row is None else row[0]

@@ -497,11 +497,6 @@ class TestBip68:
         disabled = spend([mature(h, 2)], sequence=SEQUENCE_LOCKTIME_DISABLE_FLAG | 0xFFFF)
         assert h.submit(h.block_on(h.chain.tip, [v1, disabled], fees=2000))
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG (locks.py calculate_sequence_locks + chainstate._connect): Core compares the "
-        "version as uint32 (static_cast<uint32_t>(tx.version) >= 2), so version -1 is locked",
-    )
     def test_negative_version_is_locked_like_core(self) -> None:
         h = self.setup_chain()
         tx = spend([mature(h, 1)], version=-1, sequence=106)  # nVersion 0xffffffff

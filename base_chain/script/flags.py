@@ -8,7 +8,6 @@ frozenset on hot paths).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import lru_cache
 from typing import Final
 
 __all__ = [
@@ -99,16 +98,21 @@ FLAG_BITS: Final[dict[str, int]] = {
 
 ALL_FLAGS: Final[frozenset[str]] = frozenset(FLAG_BITS)
 
-#: Consensus rules (Core's MANDATORY_SCRIPT_VERIFY_FLAGS): a block may not break them.
+#: Consensus rules a block may not break: Core's MANDATORY_SCRIPT_VERIFY_FLAGS without
+#: TAPROOT. Canal's chains treat witness v1 as Core does without the TAPROOT flag (an
+#: upgradable program, valid at consensus), exactly what validation.script_flags_at enforces.
 MANDATORY_FLAGS: Final[frozenset[str]] = frozenset(
-    {P2SH, DERSIG, NULLDUMMY, CHECKLOCKTIMEVERIFY, CHECKSEQUENCEVERIFY, WITNESS, TAPROOT}
+    {P2SH, DERSIG, NULLDUMMY, CHECKLOCKTIMEVERIFY, CHECKSEQUENCEVERIFY, WITNESS}
 )
 
 #: Relay policy (Core's STANDARD_SCRIPT_VERIFY_FLAGS): the mandatory flags plus the
 #: malleability and upgrade-safety rules. SIGPUSHONLY is not among them: policy
-#: enforces push-only scriptSigs in IsStandardTx instead.
+#: enforces push-only scriptSigs in IsStandardTx instead. TAPROOT is policy-only here:
+#: the mempool refuses witness v1 spends (the interpreter fails closed on them), so
+#: no relayed transaction spends a P2TR output that consensus would not protect.
 STANDARD_FLAGS: Final[frozenset[str]] = MANDATORY_FLAGS | frozenset(
     {
+        TAPROOT,
         STRICTENC,
         MINIMALDATA,
         DISCOURAGE_UPGRADABLE_NOPS,
@@ -156,13 +160,20 @@ def _mask(flags: Iterable[str]) -> int:
     return mask
 
 
-_cached_mask = lru_cache(maxsize=256)(_mask)
+_MASK_CACHE: dict[frozenset[str], int] = {}
 
 
 def flags_to_mask(flags: Iterable[str]) -> int:
-    """The bit mask of a set of flag names; ValueError for an unknown name."""
-    if isinstance(flags, frozenset):
-        return _cached_mask(flags)
+    """The bit mask of a set of flag names; ValueError for an unknown name.
+
+    Masks of frozensets are remembered (a dict lookup on the set's cached hash)."""
+    if type(flags) is frozenset:
+        mask = _MASK_CACHE.get(flags)
+        if mask is None:
+            mask = _mask(flags)
+            if len(_MASK_CACHE) < 1024:
+                _MASK_CACHE[flags] = mask
+        return mask
     return _mask(flags)
 
 

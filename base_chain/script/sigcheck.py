@@ -15,6 +15,7 @@ from .opcodes import push_bytes
 
 __all__ = [
     "MAX_PUBKEYS_PER_MULTISIG",
+    "MAX_OPS_PER_SCRIPT",
     "check_signature_encoding",
     "check_pubkey_encoding",
     "eval_checksig",
