@@ -15,21 +15,32 @@ transaction is a conflict, allowed only as a BIP125 replacement.
 
 Sizes are virtual sizes adjusted for signature operations (policy.virtual_size), as
 Core's ``GetTxSize``; fee rates are integer sat/kvB.
+
+Block assembly (:meth:`Mempool.block_template`) is in :mod:`base_chain.blockassembler`,
+fee estimation (:meth:`Mempool.estimate_fee`) in :mod:`base_chain.fees`.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Final
 
 from .block import Block
+from .blockassembler import (  # the constants stay importable from here
+    COINBASE_RESERVED_SIGOPS as COINBASE_RESERVED_SIGOPS,
+    COINBASE_RESERVED_WEIGHT as COINBASE_RESERVED_WEIGHT,
+    DEFAULT_BLOCK_MAX_WEIGHT,
+    DEFAULT_BLOCK_MIN_TX_FEE,
+    MAX_CONSECUTIVE_FAILURES as MAX_CONSECUTIVE_FAILURES,
+    assemble_block_txs,
+)
 from .chainstate import BlockDisconnected, ChainEvent, ChainState
-from .checks import MAX_BLOCK_WEIGHT, TxCheckError, check_transaction, verify_input_scripts
+from .checks import TxCheckError, check_transaction, verify_input_scripts
 from .coins import Coin, DictCoinsView, check_tx_inputs
+from .fees import FALLBACK_FEE, FeeEstimator
+from .fees import FEE_HISTORY_BLOCKS as FEE_HISTORY_BLOCKS  # stays importable from here
 from .locks import (
     SEQUENCE_LOCKTIME_DISABLE_FLAG,
     SEQUENCE_LOCKTIME_TYPE_FLAG,
@@ -55,7 +66,7 @@ from .policy import (
     virtual_size,
 )
 from .script import MANDATORY_FLAGS, STANDARD_FLAGS
-from .sigops import MAX_BLOCK_SIGOPS_COST, transaction_sigop_cost
+from .sigops import transaction_sigop_cost
 from .tx import OutPoint, Transaction
 
 __all__ = [
@@ -80,16 +91,8 @@ MAX_REPLACEMENT_CANDIDATES: Final = 100
 DEFAULT_MAX_MEMPOOL_BYTES: Final = 300_000_000
 DEFAULT_MEMPOOL_EXPIRY_S: Final = 336 * 3600
 ROLLING_FEE_HALFLIFE_S: Final = 12 * 3600
-DEFAULT_BLOCK_MAX_WEIGHT: Final = MAX_BLOCK_WEIGHT - 4000
-DEFAULT_BLOCK_MIN_TX_FEE: Final = 1000
-COINBASE_RESERVED_WEIGHT: Final = 4000
-COINBASE_RESERVED_SIGOPS: Final = 400
-MAX_CONSECUTIVE_FAILURES: Final = 1000
 ENTRY_OVERHEAD_BYTES: Final = 500
 """Bookkeeping per entry counted in `usage`, beside the transaction's serialized size."""
-FALLBACK_FEE: Final = 1000
-"""estimate_fee's answer (sat/kvB) before any block has been seen."""
-FEE_HISTORY_BLOCKS: Final = 24
 
 
 class MempoolReject(TxCheckError):
@@ -222,7 +225,7 @@ class Mempool:
         self._last_rolling_update = 0
         self._block_since_bump = False
         self._reorg_pending: list[Transaction] = []
-        self._clearing_rates: deque[int] = deque(maxlen=FEE_HISTORY_BLOCKS)
+        self._fees = FeeEstimator()
 
     # --- queries ----------------------------------------------------------------------------
 
@@ -646,7 +649,7 @@ class Mempool:
         Call it for each block connected, in order.
         """
         when = self._time(now)
-        self._record_block(block)
+        self._fees.record_block(block, self._entries, self.min_relay_fee)
         confirmed = {tx.txid for tx in block.transactions} & self._entries.keys()
         self._remove_set(confirmed)
         conflicted: set[bytes] = set()
@@ -739,7 +742,7 @@ class Mempool:
                     doomed.append(txid)
         self._remove_set(self._with_descendants(doomed))
 
-    # --- block templates --------------------------------------------------------------------
+    # --- block templates and fee estimation -----------------------------------------------
 
     def block_template(
         self, max_weight: int = DEFAULT_BLOCK_MAX_WEIGHT, *, min_fee_rate: int = DEFAULT_BLOCK_MIN_TX_FEE
@@ -750,64 +753,11 @@ class Mempool:
         chosen) has the highest fee rate, adding the package parents first; so a child
         paying for its parent (CPFP) brings the parent in. `max_weight` is the whole
         block's (-blockmaxweight); 4000 weight units and 400 sigops are kept for the
-        coinbase. Packages below `min_fee_rate` (sat/kvB) are left out.
+        coinbase. Packages below `min_fee_rate` (sat/kvB) are left out. See blockassembler.
         """
-        entries = self._entries
-        package = {t: (e.ancestor_fees, e.ancestor_size) for t, e in entries.items()}
-        heap = [(-Fraction(f, s), t) for t, (f, s) in package.items()]
-        heapq.heapify(heap)
-        chosen: list[bytes] = []
-        included: set[bytes] = set()
-        weight, sigops, failures = COINBASE_RESERVED_WEIGHT, COINBASE_RESERVED_SIGOPS, 0
-        while heap:
-            neg_rate, txid = heapq.heappop(heap)
-            if txid in included:
-                continue
-            fees, size = package[txid]
-            if -neg_rate != Fraction(fees, size):
-                continue  # superseded by a newer heap item
-            if fees < fee_for(min_fee_rate, size):
-                break
-            members = (self.ancestors(txid) - included) | {txid}
-            add_weight = sum(entries[t].weight for t in members)
-            add_sigops = sum(entries[t].sigop_cost for t in members)
-            if weight + add_weight >= max_weight or sigops + add_sigops >= MAX_BLOCK_SIGOPS_COST:
-                failures += 1
-                if failures > MAX_CONSECUTIVE_FAILURES and weight > max_weight - 4000:
-                    break
-                continue
-            failures = 0
-            for t in sorted(members, key=lambda t: (entries[t].ancestor_count, t)):
-                included.add(t)
-                chosen.append(t)
-            weight += add_weight
-            sigops += add_sigops
-            touched: set[bytes] = set()
-            for t in members:
-                touched |= self.descendants(t)
-            for d in touched - included:
-                rest = (self.ancestors(d) - included) | {d}
-                f, s = sum(entries[t].fee for t in rest), sum(entries[t].vsize for t in rest)
-                package[d] = (f, s)
-                heapq.heappush(heap, (-Fraction(f, s), d))
-        return [entries[t].tx for t in chosen]
-
-    # --- fee estimation ---------------------------------------------------------------------
-
-    def _record_block(self, block: Block) -> None:
-        """Note the block's clearing rate: the lowest mining score among the mempool
-        transactions it confirmed (score = max(own rate, rate with mempool descendants),
-        so a parent paid for by its child counts at the package's rate). A block that
-        leaves nothing behind in the mempool cleared at the min relay fee; a block that
-        confirmed none of our transactions but left some says nothing."""
-        txids = {tx.txid for tx in block.transactions}
-        scores = [
-            max(e.fee_rate, e.descendant_fee_rate) for t, e in self._entries.items() if t in txids
-        ]
-        if len(scores) == len(self._entries):
-            self._clearing_rates.append(self.min_relay_fee)
-        elif scores:
-            self._clearing_rates.append(min(scores))
+        return assemble_block_txs(
+            self._entries, self.ancestors, self.descendants, max_weight, min_fee_rate=min_fee_rate
+        )
 
     def estimate_fee(self, conf_target: int) -> int:
         """A fee rate (sat/kvB) likely to confirm within `conf_target` blocks.
@@ -816,10 +766,6 @@ class Mempool:
         rate at or above the clearing rate of at least 1/conf_target of them, i.e. one
         that would have made it into a block about every conf_target blocks. Never below
         the min relay fee or the mempool's minimum; FALLBACK_FEE (1000) with no data.
+        See fees.FeeEstimator.
         """
-        rates = sorted(self._clearing_rates)
-        if not rates:
-            return FALLBACK_FEE
-        target = max(1, conf_target)
-        need = -(-len(rates) // target)
-        return max(rates[need - 1], self.min_relay_fee, self.min_fee())
+        return self._fees.estimate(conf_target, lambda: max(self.min_relay_fee, self.min_fee()))

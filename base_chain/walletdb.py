@@ -168,6 +168,8 @@ def kill_tx(
         )
         conn.execute("UPDATE coins SET spent_by = NULL WHERE spent_by = ?", (victim,))
         conn.execute("UPDATE watched_outpoints SET spender = NULL WHERE spender = ?", (victim,))
-        for (child,) in query(conn, "SELECT DISTINCT spent_by FROM coins WHERE txid = ? AND spent_by IS NOT NULL", victim):
+        for (child,) in query(
+            conn, "SELECT DISTINCT spent_by FROM coins WHERE txid = ? AND spent_by IS NOT NULL", victim
+        ):
             work.append((bytes(child), descendant_state, None))
         conn.execute("DELETE FROM coins WHERE txid = ?", (victim,))
