@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -46,7 +47,7 @@ def print_result(value: Any, as_json: bool = False) -> None:
         else:
             print(value)
         return
-    console = Console(soft_wrap=True, highlight=False)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 240)
     if isinstance(value, dict):
         table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
         table.add_column(style="bold")
