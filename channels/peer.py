@@ -129,7 +129,7 @@ class PeerLink:
                 raise PeerLinkError(f"connection lost: {e}") from e
             if not data:
                 raise PeerLinkError("peer closed the connection")
-            self._ingest(data)
+            self._ingest(bytes(data))
         return self._inbox.popleft()
 
     async def receive(self) -> Message:
