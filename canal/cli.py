@@ -15,6 +15,8 @@ commands:
   demo      run the end-to-end demonstration in a temporary directory
   chaind    run a chain node (like bitcoind)
   chain     talk to a chain node (like bitcoin-cli)
+  channeld  run a Lightning node (like lnd)
+  ln        talk to a Lightning node (like lncli)
 
 Run `canal COMMAND --help` for a command's options.
 """
@@ -43,7 +45,21 @@ def _chain(argv: list[str]) -> int:
     return chain_main(argv)
 
 
-COMMANDS: dict[str, Callable[[list[str]], int]] = {"demo": _demo, "chaind": _chaind, "chain": _chain}
+def _channeld(argv: list[str]) -> int:
+    from .channeld import main as channeld_main
+
+    return channeld_main(argv)
+
+
+def _ln(argv: list[str]) -> int:
+    from .ln_cli import main as ln_main
+
+    return ln_main(argv)
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "demo": _demo, "chaind": _chaind, "chain": _chain, "channeld": _channeld, "ln": _ln,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -120,3 +120,85 @@ class ChainProcess:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+
+class LightningProcess:
+    """One `canal channeld` subprocess attached to a ChainProcess."""
+
+    def __init__(self, datadir: Path, chain: ChainProcess, alias: str = "") -> None:
+        self.datadir = datadir
+        self.chain = chain
+        self.alias = alias or datadir.name
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.info: dict[str, Any] = {}
+        self._channel: grpc.Channel | None = None
+        self._stub: Any = None
+
+    def start(self, timeout: float = 60.0) -> LightningProcess:
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        info_file = self.datadir / "node.json"
+        if info_file.exists():
+            info_file.unlink()
+        args = [sys.executable, "-m", "canal", "channeld", "--chain", self.chain.chain, "--datadir", str(self.datadir),
+                "--chain-datadir", str(self.chain.datadir),
+                "--chain-rpc", f"127.0.0.1:{self.chain.info['rpc_port']}", "--alias", self.alias]
+        if self.info.get("listen_port"):
+            args += ["--listen", str(self.info["listen_port"])]
+        log = open(self.datadir / "stderr.log", "ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        log.close()
+
+        def ready() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"channeld exited with {self.proc.returncode}: {self.stderr()[-3000:]}")
+            return info_file.exists()
+
+        wait_for(ready, timeout, "channeld to start")
+        self.info = json.loads(info_file.read_text())
+        self._channel = None
+        self._stub = None
+        return self
+
+    def stderr(self) -> str:
+        p = self.datadir / "stderr.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    @property
+    def pubkey(self) -> str:
+        return str(self.info["identity_pubkey"])
+
+    @property
+    def uri(self) -> str:
+        return f"{self.pubkey}@127.0.0.1:{self.info['listen_port']}"
+
+    @property
+    def rpc(self) -> Any:
+        from proto import lightning_pb2_grpc as ln_grpc
+
+        if self._stub is None:
+            self._channel = channel_for(self.datadir, port=self.info["rpc_port"])
+            self._stub = ln_grpc.LightningStub(self._channel)
+        return self._stub
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self._close_channel()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._close_channel()
+
+    def _close_channel(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+        self._channel = None
+        self._stub = None

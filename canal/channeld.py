@@ -1,0 +1,52 @@
+"""`canal channeld`: run a Lightning node (lnd's role) against a `canal chaind`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from base_chain.params import chain_names, get_params
+from base_chain.rpc.client import read_rpc_endpoint
+
+from .chaind import setup_logging
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from channels.node import ChannelNode
+
+    ap = argparse.ArgumentParser(prog="canal channeld", description="Run a Canal Lightning node.")
+    ap.add_argument("--chain", choices=chain_names(), default="regtest")
+    ap.add_argument("--datadir", type=Path, required=True)
+    ap.add_argument("--chain-datadir", type=Path, required=True,
+                    help="the chain node's data dir (its tls.cert and admin.macaroon; its port if --chain-rpc is not given)")
+    ap.add_argument("--chain-rpc", metavar="HOST:PORT", help="the chain node's gRPC address")
+    ap.add_argument("--listen", type=int, default=0, help="peer port on 127.0.0.1 (0: any free port)")
+    ap.add_argument("--rpcport", type=int, default=0, help="gRPC port on 127.0.0.1 (0: any free port)")
+    ap.add_argument("--alias", default="")
+    ap.add_argument("--debug", action="store_true")
+    ns = ap.parse_args(argv)
+    setup_logging(ns.datadir, "canal.channeld", ns.debug)
+    log = logging.getLogger("canal.channeld")
+    if ns.chain_rpc:
+        host, _, port_s = ns.chain_rpc.rpartition(":")
+        if not host or not port_s.isdigit():
+            ap.error("--chain-rpc must be HOST:PORT")
+        chain_rpc = (host, int(port_s))
+    else:
+        try:
+            chain_rpc = read_rpc_endpoint(ns.chain_datadir)
+        except (OSError, ValueError) as e:
+            ap.error(f"cannot find the chain node's port in {ns.chain_datadir}: {e}")
+    node = ChannelNode(get_params(ns.chain), ns.datadir, ns.chain_datadir, chain_rpc, ns.listen, ns.rpcport, ns.alias)
+    try:
+        trio.run(node.run)
+    except (OSError, RuntimeError) as e:
+        log.error("cannot run: %s", e)
+        return 1
+    return 0
