@@ -29,8 +29,9 @@ def _demo(argv: list[str]) -> int:
 
     ap = argparse.ArgumentParser(prog="canal demo", description="Run the demonstration.")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
+    ap.add_argument("--keep", action="store_true", help="leave the network running and print commands to explore it")
     ns = ap.parse_args(argv)
-    return run_demo(as_json=ns.json)
+    return run_demo(as_json=ns.json, keep=ns.keep)
 
 
 def _chaind(argv: list[str]) -> int:

@@ -1,0 +1,141 @@
+"""`canal demo`, part 2 onwards: real daemons on loopback in a temporary directory, narrated."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from proto import chain_pb2 as pb
+from proto import lightning_pb2 as ln
+
+from .procs import ChainProcess, LightningProcess, wait_for
+
+__all__ = ["network_demo"]
+
+COIN = 100_000_000
+
+
+class Narrator:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.rows: list[tuple[str, str, float]] = []
+        self.ok = True
+
+    def step(self, text: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        with self.console.status(text):
+            try:
+                result = fn()
+            except Exception as e:  # a failed step is reported, the demo goes on to clean up
+                self.ok = False
+                self.rows.append((text, f"FAILED: {e}", time.perf_counter() - t0))
+                self.console.print(f"[red]✗[/] {text}: {e}")
+                return None
+        dt = time.perf_counter() - t0
+        self.rows.append((text, "ok", dt))
+        self.console.print(f"[green]✓[/] {text} [dim]({dt:.1f} s)[/]")
+        return result
+
+
+def _coins(sat: int) -> str:
+    return f"{sat / COIN:.8f}"
+
+
+def network_demo(console: Console, keep: bool = False) -> tuple[bool, dict[str, Any]]:
+    console.rule("[bold]2. Chain nodes: two independent chains on loopback")
+    root = Path(tempfile.mkdtemp(prefix="canal-demo-"))
+    procs: list[Any] = []
+    n = Narrator(console)
+    balances: dict[str, str] = {}
+
+    def start_chain(name: str, chain: str, connect: list[str] | None = None) -> ChainProcess:
+        p = ChainProcess(root / name, chain, connect).start()
+        procs.append(p)
+        return p
+
+    try:
+        a1 = n.step("start alpha node 1 (canal chaind --chain alpha)", lambda: start_chain("alpha-1", "alpha"))
+        a2 = n.step("start alpha node 2, connected to node 1", lambda: start_chain("alpha-2", "alpha", [a1.p2p_addr]))
+        b1 = n.step("start beta node 1 (another chain), told to connect to alpha", lambda: start_chain(
+            "beta-1", "beta", [a1.p2p_addr]))
+        if not (a1 and a2 and b1):
+            return False, {"steps": n.rows}
+        n.step("mine 101 alpha blocks on node 1 (coinbase maturity is 100)", lambda: a1.generate(101))
+        n.step("node 2 syncs them over P2P (headers first)", lambda: wait_for(
+            lambda: a2.height() == 101 and a2.best() == a1.best(), 60, "sync"))
+        dest = a2.rpc.GetNewAddress(pb.GetNewAddressRequest()).address
+        sent = n.step(f"node 1 pays 12.5 coins to node 2's wallet ({dest[:14]}…)", lambda: a1.rpc.SendToAddress(
+            pb.SendToAddressRequest(address=dest, amount_sat=int(12.5 * COIN), fee_rate_sat_vb=2)))
+        n.step("the payment is relayed to node 2's mempool", lambda: wait_for(
+            lambda: sent is not None and sent.txid in a2.rpc.GetRawMempool(pb.GetRawMempoolRequest()).txids, 30, "relay"))
+        n.step("mine a block; node 2 sees the payment confirmed", lambda: (a1.generate(1), wait_for(
+            lambda: a2.rpc.GetBalance(pb.GetBalanceRequest()).confirmed_sat == int(12.5 * COIN), 30, "balance")))
+        n.step("beta refuses the alpha peer (wrong network magic) and alpha addresses", lambda: (
+            wait_for(lambda: "wrong network magic" in (b1.stderr() + a1.stderr()), 20, "refusal"),
+            _expect_refusal(lambda: b1.generate(1, dest))))
+        n.step("mine 101 beta blocks", lambda: b1.generate(101))
+        for name, p in (("alpha-1", a1), ("alpha-2", a2), ("beta-1", b1)):
+            bal = p.rpc.GetBalance(pb.GetBalanceRequest())
+            balances[name] = _coins(bal.confirmed_sat)
+
+        console.rule("[bold]3. Lightning nodes: lnd's API on Canal")
+        alice = n.step("start Lightning node alice on alpha (canal channeld)", lambda: _start_ln(root, "alice", a1, procs))
+        bob = n.step("start Lightning node bob on alpha", lambda: _start_ln(root, "bob", a1, procs))
+        if alice and bob:
+            addr = alice.rpc.NewAddress(ln.NewAddressRequest(type=ln.WITNESS_PUBKEY_HASH)).address
+            n.step("fund alice's wallet on chain (10 coins) and confirm", lambda: (a1.rpc.SendToAddress(
+                pb.SendToAddressRequest(address=addr, amount_sat=10 * COIN, fee_rate_sat_vb=2)), a1.generate(1),
+                wait_for(lambda: alice.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance == 10 * COIN,
+                         30, "alice funded")))
+            n.step("alice connects to bob (BOLT 8 handshake, init)", lambda: (alice.rpc.ConnectPeer(
+                ln.ConnectPeerRequest(addr=ln.LightningAddress(pubkey=bob.pubkey,
+                                                               host=f"127.0.0.1:{bob.info['listen_port']}"))),
+                wait_for(lambda: len(bob.rpc.ListPeers(ln.ListPeersRequest()).peers) == 1, 20, "peer")))
+            balances["alice (on-chain)"] = _coins(alice.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance)
+
+        table = Table(title="balances (coins)")
+        table.add_column("wallet")
+        table.add_column("confirmed", justify="right")
+        for k, v in balances.items():
+            table.add_row(k, v)
+        console.print(table)
+        if keep:
+            console.print(f"[bold]The network keeps running in {root}. Explore it:[/]")
+            for name, p in (("alpha-1", a1), ("alpha-2", a2), ("beta-1", b1)):
+                console.print(f"  canal chain --datadir {p.datadir} getblockchaininfo")
+            for p in procs:
+                if isinstance(p, LightningProcess):
+                    console.print(f"  canal ln --datadir {p.datadir} getinfo")
+            console.print(f"Stop everything with: pkill -f {root}")
+        return n.ok, {"steps": [{"step": s, "result": r, "seconds": round(t, 2)} for s, r, t in n.rows],
+                      "balances": balances, "datadir": str(root)}
+    finally:
+        if not keep:
+            for p in reversed(procs):
+                p.stop()
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _expect_refusal(call: Callable[[], Any]) -> None:
+    import grpc
+
+    try:
+        call()
+    except grpc.RpcError as e:
+        if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            return
+        raise
+    raise AssertionError("the beta node accepted an alpha address")
+
+
+def _start_ln(root: Path, name: str, chain: ChainProcess, procs: list[Any]) -> LightningProcess:
+    p = LightningProcess(root / name, chain, alias=name).start()
+    procs.append(p)
+    return p

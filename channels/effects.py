@@ -1,0 +1,340 @@
+"""What the channel core asks its host to do, and the errors it reports.
+
+The core (:class:`channels.state.Channel`) never does I/O. Every call returns a
+list of *effects*, frozen dataclasses that the host (the trio peer layer)
+carries out **in order**:
+
+* a :class:`Persist` must be durable (fsync'd) before any effect after it is
+  carried out: this is how "persist before you promise" is kept. The core
+  always places a ``Persist`` before the ``SendMessage`` / ``Broadcast`` that
+  depend on the state it records (a received commitment before the
+  ``revoke_and_ack`` that revokes the previous one; an offered HTLC before the
+  ``update_add_htlc``; a revocation secret before anything that follows it).
+* :class:`SendMessage` goes to the peer on the channel's connection.
+* :class:`Broadcast` hands a transaction to the chain backend.
+* :class:`WatchOutpoint` asks the chain watcher to report confirmations of the
+  funding output's transaction (``funding_confirmed``) and any spend of it.
+* :class:`FailChannel` says the channel is failed; ``broadcast`` tells the host
+  to call ``Channel.force_close()`` (False when nothing is on chain yet, or when
+  we have fallen behind and must *not* broadcast).
+* :class:`Disconnect` asks the host to close the connection (after a warning).
+* The rest are notifications for the payment layer and the watcher.
+
+Errors, by whose fault they are (as LDK classifies them):
+
+* :class:`ChannelError` (raised): our own API misuse -- adding an HTLC over
+  capacity, closing twice, force-closing a channel we must not broadcast.
+  The channel state is unchanged.
+* :class:`PeerViolation` and its subclasses are *internal*: the core raises
+  them while handling a peer message and turns them into effects before
+  returning, so they never reach the host: :class:`IgnoreMessage` (drop the
+  message), :class:`WarnPeer` (send ``warning``, maybe disconnect; the channel
+  lives on), :class:`CloseChannel` (send ``error`` and fail the channel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from base_chain.tx import OutPoint, Transaction
+
+from .wire import Message
+
+__all__ = [
+    "ChannelError",
+    "PeerViolation",
+    "IgnoreMessage",
+    "WarnPeer",
+    "CloseChannel",
+    "SendMessage",
+    "Persist",
+    "Broadcast",
+    "WatchOutpoint",
+    "FailChannel",
+    "Disconnect",
+    "FundingGenerationReady",
+    "ChannelReady",
+    "IncomingHtlc",
+    "HtlcFulfilled",
+    "HtlcFailed",
+    "ChannelClosed",
+    "RevokedHtlcOutput",
+    "RevokedCommitment",
+    "HtlcResolution",
+    "LocalCommitmentPublished",
+    "Effect",
+]
+
+
+# ---------------------------------------------------------------------------
+# errors
+
+
+class ChannelError(Exception):
+    """Our own misuse of the channel API; ``reason`` says what was refused. State is unchanged."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PeerViolation(Exception):
+    """The peer broke the protocol (internal to the core; see the subclasses for the consequence)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class IgnoreMessage(PeerViolation):
+    """Harmless: drop the message and carry on."""
+
+
+class WarnPeer(PeerViolation):
+    """Send a ``warning``; the channel lives on. ``disconnect``: also close the connection."""
+
+    def __init__(self, reason: str, *, disconnect: bool = True) -> None:
+        super().__init__(reason)
+        self.disconnect = disconnect
+
+
+class CloseChannel(PeerViolation):
+    """Send an ``error`` and fail the channel.
+
+    ``broadcast`` False: do not publish our commitment (we have fallen behind,
+    or there is nothing on chain yet).
+    """
+
+    def __init__(self, reason: str, *, broadcast: bool = True) -> None:
+        super().__init__(reason)
+        self.broadcast = broadcast
+
+
+# ---------------------------------------------------------------------------
+# effects the host carries out
+
+
+@dataclass(frozen=True)
+class SendMessage:
+    message: Message
+
+
+@dataclass(frozen=True)
+class Persist:
+    """Write the channel's snapshot durably before carrying out any later effect.
+
+    ``state`` is ``Channel.to_bytes()`` (UTF-8 JSON of ``Channel.to_dict()``):
+    replace the stored snapshot of ``channel_id`` with it. ``revoked`` is set
+    when the peer has just revoked a commitment: the watcher must store it
+    (append-only) to punish a broadcast of that commitment.
+    """
+
+    channel_id: bytes
+    state: bytes
+    revoked: RevokedCommitment | None = None
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    """Publish ``tx``; ``label`` is ``"funding"``, ``"closing"`` or ``"commitment"``."""
+
+    tx: Transaction
+    label: str
+
+
+@dataclass(frozen=True)
+class WatchOutpoint:
+    """Watch the funding output: report its depth once >= ``min_depth`` and any spend of it."""
+
+    channel_id: bytes
+    outpoint: OutPoint
+    script_pubkey: bytes
+    min_depth: int
+
+
+@dataclass(frozen=True)
+class FailChannel:
+    """The channel has failed. ``broadcast``: call ``force_close()`` and publish our commitment."""
+
+    channel_id: bytes
+    reason: str
+    broadcast: bool
+
+
+@dataclass(frozen=True)
+class Disconnect:
+    """Close the connection to the peer (the channel lives on; reconnect later)."""
+
+    reason: str
+
+
+# ---------------------------------------------------------------------------
+# notifications
+
+
+@dataclass(frozen=True)
+class FundingGenerationReady:
+    """The funder's wallet must build (not broadcast) a transaction paying ``funding_sat`` to ``script_pubkey``,
+    then pass it to ``Channel.funding_transaction_generated``."""
+
+    temporary_channel_id: bytes
+    funding_sat: int
+    script_pubkey: bytes
+
+
+@dataclass(frozen=True)
+class ChannelReady:
+    """Both ``channel_ready`` are exchanged: the channel can carry HTLCs."""
+
+    channel_id: bytes
+    short_channel_id: int | None
+    remote_alias: int | None
+
+
+@dataclass(frozen=True)
+class IncomingHtlc:
+    """An HTLC offered by the peer is irrevocably committed: forward it, fulfill it or fail it."""
+
+    channel_id: bytes
+    htlc_id: int
+    amount_msat: int
+    payment_hash: bytes
+    cltv_expiry: int
+    onion_routing_packet: bytes
+    path_key: bytes | None
+
+
+@dataclass(frozen=True)
+class HtlcFulfilled:
+    """The peer revealed the preimage of an HTLC we offered (usable at once, e.g. upstream)."""
+
+    channel_id: bytes
+    htlc_id: int
+    payment_hash: bytes
+    payment_preimage: bytes
+
+
+@dataclass(frozen=True)
+class HtlcFailed:
+    """An HTLC we offered is irrevocably failed by the peer.
+
+    ``reason`` is the encrypted failure of ``update_fail_htlc``; for
+    ``update_fail_malformed_htlc`` it is empty and ``failure_code`` /
+    ``sha256_of_onion`` are set.
+    """
+
+    channel_id: bytes
+    htlc_id: int
+    payment_hash: bytes
+    reason: bytes
+    failure_code: int | None = None
+    sha256_of_onion: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ChannelClosed:
+    """Mutual close agreed; ``closing_tx`` has been broadcast."""
+
+    channel_id: bytes
+    closing_tx: Transaction
+    fee_sat: int
+
+
+# ---------------------------------------------------------------------------
+# watcher data
+
+
+@dataclass(frozen=True)
+class RevokedHtlcOutput:
+    """An HTLC output of a revoked commitment (claimable with the revocation key)."""
+
+    output_index: int
+    amount_sat: int
+    witness_script: bytes
+    payment_hash: bytes
+    cltv_expiry: int
+    offered: bool  # offered by the commitment's owner (the peer)
+
+
+@dataclass(frozen=True)
+class RevokedCommitment:
+    """Everything a watcher needs to punish the broadcast of one revoked peer commitment.
+
+    With our ``revocation_basepoint_secret`` and ``per_commitment_secret`` the
+    watcher derives the revocation private key
+    (``keys.derive_revocation_privkey``) and spends ``to_local`` and every HTLC
+    output, or the outputs of the second-stage transactions (which pay the
+    ``to_local`` script with the same ``revocation_pubkey`` and
+    ``delayed_pubkey``).
+    """
+
+    channel_id: bytes
+    commitment_number: int
+    commitment_txid: bytes
+    per_commitment_secret: bytes
+    revocation_pubkey: bytes
+    delayed_pubkey: bytes  # the owner's local_delayedpubkey
+    to_self_delay: int
+    to_local_output_index: int | None
+    to_local_amount_sat: int
+    to_local_witness_script: bytes
+    htlc_outputs: tuple[RevokedHtlcOutput, ...]
+
+
+@dataclass(frozen=True)
+class HtlcResolution:
+    """One HTLC output of our published commitment and its second-stage transaction.
+
+    ``htlc_tx`` is fully signed: the HTLC-timeout transaction (valid from
+    ``cltv_expiry``) for an HTLC we offered; the HTLC-success transaction for
+    one we received when we know the preimage, else None (finish it with
+    ``transactions.finalize_htlc_tx`` and the two signatures once the preimage
+    is known). With anchors, add a fee input/output (the remote signature is
+    SIGHASH_SINGLE|ANYONECANPAY).
+    """
+
+    htlc_id: int
+    offered: bool
+    amount_msat: int
+    payment_hash: bytes
+    cltv_expiry: int
+    output_index: int
+    witness_script: bytes
+    unsigned_htlc_tx: Transaction
+    remote_signature: bytes  # DER || sighash type
+    local_signature: bytes  # DER || SIGHASH_ALL
+    htlc_tx: Transaction | None
+    payment_preimage: bytes | None
+
+
+@dataclass(frozen=True)
+class LocalCommitmentPublished:
+    """What the watcher needs after ``force_close()``: our outputs and how to sweep them."""
+
+    channel_id: bytes
+    commitment_tx: Transaction
+    commitment_number: int
+    to_self_delay: int
+    to_local_output_index: int | None
+    to_local_witness_script: bytes
+    delayed_pubkey: bytes
+    per_commitment_point: bytes
+    htlcs: tuple[HtlcResolution, ...]
+
+
+Effect = (
+    SendMessage
+    | Persist
+    | Broadcast
+    | WatchOutpoint
+    | FailChannel
+    | Disconnect
+    | FundingGenerationReady
+    | ChannelReady
+    | IncomingHtlc
+    | HtlcFulfilled
+    | HtlcFailed
+    | ChannelClosed
+    | LocalCommitmentPublished
+)
+"""Anything a channel call can return."""

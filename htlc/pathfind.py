@@ -1,0 +1,661 @@
+"""Route finding over the channel graph: one route (`find_route`) or a multi-part split (`split_payment`).
+
+Sans-IO: the graph, the scorer, the block height and the time are inputs.
+
+The search runs Dijkstra *backwards*, from the recipient to the payer, as lnd
+and LDK do: the amount a node must receive depends on what it must forward,
+so walking from the target lets every hop's fee be computed on the exact
+amount it forwards (BOLT 7: `fee_base_msat + amount_to_forward *
+fee_proportional_millionths / 1_000_000`, rounded down). Each node keeps one
+label (cost, amount it must receive, CLTV delta to its HTLC, hop count).
+
+The cost of a hop is the scorer's (`htlc.scoring`): the fee, lnd's time-lock
+risk `amount * cltv_expiry_delta * risk_factor`, a per-hop attempt cost and
+`-ln(success probability)` times a penalty, so the route found balances fees
+against the chance that it works. The payer's own first hop charges no fee
+and adds no CLTV delta.
+
+Hard constraints: disabled and excluded channels and nodes are skipped; the
+amount a channel carries must lie in `[htlc_minimum_msat, htlc_maximum_msat]`
+and not exceed the capacity (minus what other parts of the same payment
+already put on it); the total fee must stay within `max_fee_msat`; the total
+CLTV delta (final delta included) within `max_cltv`; at most `max_hops` hops.
+
+A `Route` lists its hops as BOLT 4 needs them: for hop `i`, `node_id` and the
+`short_channel_id` that reaches it, the HTLC (`amount_msat`, `cltv_expiry`)
+it receives, and its onion payload values `amount_to_forward` and
+`outgoing_cltv_value` (for the recipient: the amount and the final expiry).
+`Route.onion_payloads()` gives the `htlc.onion.HopPayload`s.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from .graph import ChannelGraph, SearchEdge
+from .onion import HopPayload, PaymentData
+from .scoring import (
+    MAX_NEG_LOG_PROBABILITY,
+    PROBABILITY_LOWER_BOUND,
+    UNKNOWN_CAPACITY_MSAT,
+    Scorer,
+)
+
+__all__ = [
+    "DEFAULT_FINAL_CLTV_DELTA",
+    "DEFAULT_MAX_CLTV",
+    "DEFAULT_MAX_HOPS",
+    "NoRouteError",
+    "Route",
+    "RouteHintHopLike",
+    "RouteHop",
+    "find_route",
+    "split_payment",
+]
+
+DEFAULT_FINAL_CLTV_DELTA = 18
+"""BOLT 11's default `min_final_cltv_expiry_delta`."""
+DEFAULT_MAX_CLTV = 2016
+"""lnd's default limit on a route's total CLTV delta (two weeks of blocks)."""
+DEFAULT_MAX_HOPS = 20
+"""Hops that fit in a 1300-byte onion with plain TLV payloads (LDK's limit is 19-20)."""
+
+_U64 = (1 << 64) - 1
+
+
+class RouteHintHopLike(Protocol):
+    """One hop of a BOLT 11 route hint (`htlc.invoice.RouteHintHop` is one)."""
+
+    @property
+    def pubkey(self) -> bytes: ...
+    @property
+    def short_channel_id(self) -> int: ...
+    @property
+    def fee_base_msat(self) -> int: ...
+    @property
+    def fee_proportional_millionths(self) -> int: ...
+    @property
+    def cltv_expiry_delta(self) -> int: ...
+
+
+class NoRouteError(Exception):
+    """No route satisfies the request. `kind` is a short tag, `reason` says why in words.
+
+    Kinds: `same_node`, `unknown_source`, `unknown_target`, `excluded`,
+    `cltv_limit`, `no_path`, `too_many_parts`. `rejected` counts the channels
+    each constraint cut during the search (keys `htlc_minimum`,
+    `htlc_maximum_or_capacity`, `fee_limit`, `cltv_limit`, `max_hops`).
+    """
+
+    def __init__(self, kind: str, reason: str, rejected: Mapping[str, int] | None = None) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+        self.rejected = dict(rejected or {})
+
+
+@dataclass(frozen=True, slots=True)
+class RouteHop:
+    """One hop: the node reached, the channel that reaches it, and its HTLC and onion payload values."""
+
+    node_id: bytes
+    short_channel_id: int
+    """The channel from the previous node (or the payer) to `node_id`."""
+    amount_msat: int
+    """The HTLC amount `node_id` receives over `short_channel_id`."""
+    cltv_expiry: int
+    """That HTLC's cltv_expiry (absolute when the route was found with `current_height`)."""
+    amount_to_forward: int
+    """BOLT 4 `amt_to_forward` of this hop's payload (the recipient's: the amount paid)."""
+    outgoing_cltv_value: int
+    """BOLT 4 `outgoing_cltv_value` of this hop's payload (the recipient's: the final expiry)."""
+    capacity_sat: int = 0
+    """Capacity of `short_channel_id` (0: unknown, e.g. a route hint)."""
+
+    @property
+    def fee_msat(self) -> int:
+        """What `node_id` keeps for forwarding (0 for the recipient)."""
+        return self.amount_msat - self.amount_to_forward
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A path from `source` with the amounts and expiries of every hop."""
+
+    source: bytes
+    hops: tuple[RouteHop, ...]
+    probability: float = 1.0
+    """The scorer's estimate that every hop succeeds."""
+
+    @property
+    def target(self) -> bytes:
+        return self.hops[-1].node_id
+
+    @property
+    def amount_msat(self) -> int:
+        """What the recipient receives."""
+        return self.hops[-1].amount_to_forward
+
+    @property
+    def total_amount_msat(self) -> int:
+        """The amount of the HTLC the payer offers on the first channel."""
+        return self.hops[0].amount_msat
+
+    @property
+    def total_fee_msat(self) -> int:
+        return self.total_amount_msat - self.amount_msat
+
+    @property
+    def total_timelock(self) -> int:
+        """The cltv_expiry of the HTLC the payer offers on the first channel."""
+        return self.hops[0].cltv_expiry
+
+    @property
+    def node_ids(self) -> list[bytes]:
+        return [h.node_id for h in self.hops]
+
+    @property
+    def short_channel_ids(self) -> list[int]:
+        return [h.short_channel_id for h in self.hops]
+
+    def onion_payloads(self, payment_secret: bytes | None = None, total_msat: int | None = None) -> list[HopPayload]:
+        """The BOLT 4 TLV payload of every hop, first hop first.
+
+        A forwarding hop gets `amt_to_forward`, `outgoing_cltv_value` and the
+        `short_channel_id` of its outgoing channel; the recipient gets the
+        amount and final expiry, plus `payment_data` when `payment_secret` is
+        given (`total_msat` defaults to this route's amount; set it for MPP).
+        """
+        out = []
+        for i, hop in enumerate(self.hops):
+            if i + 1 < len(self.hops):
+                out.append(
+                    HopPayload(
+                        amt_to_forward=hop.amount_to_forward,
+                        outgoing_cltv_value=hop.outgoing_cltv_value,
+                        short_channel_id=self.hops[i + 1].short_channel_id,
+                    )
+                )
+            else:
+                data = None
+                if payment_secret is not None:
+                    data = PaymentData(payment_secret, self.amount_msat if total_msat is None else total_msat)
+                out.append(
+                    HopPayload(
+                        amt_to_forward=hop.amount_to_forward,
+                        outgoing_cltv_value=hop.outgoing_cltv_value,
+                        payment_data=data,
+                    )
+                )
+        return out
+
+
+# A path as the search returns it: (source index, target index, edge), payer first.
+_Path = list[tuple[int, int, SearchEdge]]
+
+
+class _Context:
+    """Everything about one request that does not change between the searches of a split."""
+
+    def __init__(
+        self,
+        graph: ChannelGraph,
+        source: bytes,
+        target: bytes,
+        *,
+        final_cltv_delta: int,
+        max_cltv: int,
+        max_hops: int,
+        route_hints: Iterable[Sequence[RouteHintHopLike]],
+        scorer: Scorer | None,
+        excluded: Collection[int | tuple[int, int] | bytes],
+        now: float,
+        current_height: int,
+        local_liquidity_msat: Mapping[int, int] | None,
+    ) -> None:
+        self.graph = graph
+        self.scorer = scorer if scorer is not None else Scorer()
+        self.now = now
+        self.final_cltv_delta = final_cltv_delta
+        self.max_cltv = max_cltv
+        self.max_hops = max_hops
+        self.current_height = current_height
+        self.local = local_liquidity_msat
+        self.extra_ids: list[bytes] = []
+        self._extra_index: dict[bytes, int] = {}
+        if source == target:
+            raise NoRouteError("same_node", "source and target are the same node")
+        if final_cltv_delta > max_cltv:
+            raise NoRouteError(
+                "cltv_limit", f"final_cltv_delta {final_cltv_delta} alone exceeds max_cltv {max_cltv}"
+            )
+        # Route hints: extra edges (their policy replaces the graph's for the same direction).
+        hint_edges: dict[int, list[SearchEdge]] = {}
+        for hint in route_hints:
+            chain = [h.pubkey for h in hint] + [target]
+            for j, h in enumerate(hint):
+                u, v = self._index(chain[j]), self._index(chain[j + 1])
+                key = h.short_channel_id << 1 | (0 if chain[j] < chain[j + 1] else 1)
+                hint_edges.setdefault(v, []).append(
+                    (u, key, h.fee_base_msat, h.fee_proportional_millionths, h.cltv_expiry_delta, 0, _U64, 0)
+                )
+        self.override: dict[int, list[SearchEdge]] = {}
+        for v, extra in hint_edges.items():
+            keys = {e[1] for e in extra}
+            base = graph.search_edges(v) if v < graph.node_count else []
+            self.override[v] = [e for e in base if e[1] not in keys] + extra
+        src, dst = graph.node_index(source), graph.node_index(target)
+        if src is None:
+            src = self._extra_index.get(source)
+        if dst is None:
+            dst = self._extra_index.get(target)
+        if src is None:
+            raise NoRouteError("unknown_source", f"source {source.hex()} is not in the graph")
+        if dst is None:
+            raise NoRouteError("unknown_target", f"target {target.hex()} is not in the graph and no route hint reaches it")
+        self.src, self.dst = src, dst
+        self.size = graph.node_count + len(self.extra_ids)
+        # Exclusions: a short_channel_id (both directions), (short_channel_id, direction), or a node id.
+        self.excluded_keys: set[int] = set()
+        self.excluded_nodes: set[int] = set()
+        for item in excluded:
+            if isinstance(item, bytes):
+                idx = self.node_index(item)
+                if idx is not None:
+                    self.excluded_nodes.add(idx)
+            elif isinstance(item, tuple):
+                self.excluded_keys.add(item[0] << 1 | item[1])
+            else:
+                self.excluded_keys.update((item << 1, item << 1 | 1))
+        if src in self.excluded_nodes or dst in self.excluded_nodes:
+            raise NoRouteError("excluded", "the source or the target is excluded")
+        node_nlp = self.scorer.node_neg_log_probabilities(now)
+        self.node_nlp: dict[int, float] = {}
+        for node, nlp in node_nlp.items():
+            idx = self.node_index(node)
+            if idx is not None and idx != src and nlp > 0:
+                self.node_nlp[idx] = nlp
+
+    def _index(self, node_id: bytes) -> int:
+        idx = self.graph.node_index(node_id)
+        if idx is None:
+            idx = self._extra_index.get(node_id)
+            if idx is None:
+                idx = self.graph.node_count + len(self.extra_ids)
+                self.extra_ids.append(node_id)
+                self._extra_index[node_id] = idx
+        return idx
+
+    def node_index(self, node_id: bytes) -> int | None:
+        idx = self.graph.node_index(node_id)
+        return self._extra_index.get(node_id) if idx is None else idx
+
+    def node_id(self, index: int) -> bytes:
+        n = self.graph.node_count
+        return self.graph.node_id(index) if index < n else self.extra_ids[index - n]
+
+    # -- the search ------------------------------------------------------------
+
+    def search(self, amount_msat: int, fee_limit: float, in_flight: Mapping[int, int]) -> _Path:
+        """Backward Dijkstra from the target; the cheapest path by the scorer's cost, payer first."""
+        size, src, dst = self.size, self.src, self.dst
+        inf = math.inf
+        dist = [inf] * size
+        amt = [0] * size
+        cltv = [0] * size
+        hops = [0] * size
+        nxt: list[tuple[int, SearchEdge] | None] = [None] * size
+        done = bytearray(size)
+        dist[dst] = 0.0
+        amt[dst] = amount_msat
+        cltv[dst] = self.final_cltv_delta
+        heap: list[tuple[float, int]] = [(0.0, dst)]
+        pop, push = heapq.heappop, heapq.heappush
+        graph_n = self.graph.node_count
+        search_edges = self.graph.search_edges
+        override = self.override
+        excluded_keys, excluded_nodes = self.excluded_keys, self.excluded_nodes
+        max_cltv, max_hops = self.max_cltv, self.max_hops
+        scorer, now = self.scorer, self.now
+        known = scorer.known_channels()
+        scorer_nlp = scorer.neg_log_probability
+        node_nlp = self.node_nlp
+        local = self.local
+        p = scorer.params
+        risk = p.risk_factor_billionths / 1e9
+        base_pen = p.base_penalty_msat
+        base_ppm = p.base_penalty_ppm / 1e6
+        liq_pen = p.liquidity_penalty_msat
+        liq_ppm = p.liquidity_penalty_ppm / 1e6
+        impossible = p.considered_impossible_penalty_msat
+        max_nlp = MAX_NEG_LOG_PROBABILITY
+        flat = 1 - PROBABILITY_LOWER_BOUND
+        log1p = math.log1p
+        unknown_cap = UNKNOWN_CAPACITY_MSAT
+        rej_min = rej_max = rej_fee = rej_cltv = rej_hops = 0
+        empty: list[SearchEdge] = []
+        while heap:
+            d, v = pop(heap)
+            if done[v]:
+                continue
+            done[v] = 1
+            if v == src:
+                break
+            a_v, c_v, h = amt[v], cltv[v], hops[v] + 1
+            if h > max_hops:
+                rej_hops += 1
+                continue
+            edges = override.get(v) if override else None
+            if edges is None:
+                edges = search_edges(v) if v < graph_n else empty
+            for edge in edges:
+                u, key, base, prop, delta, hmin, hmax, cap = edge
+                if done[u]:
+                    continue
+                if a_v < hmin:
+                    rej_min += 1
+                    continue
+                flow = a_v + in_flight.get(key, 0) if in_flight else a_v
+                if flow > hmax:
+                    rej_max += 1
+                    continue
+                if excluded_keys and key in excluded_keys:
+                    continue
+                if u == src:
+                    fee = dl = 0
+                    if local is not None:
+                        room = local.get(key >> 1)
+                        if room is not None and flow > room:
+                            rej_max += 1
+                            continue
+                else:
+                    if excluded_nodes and u in excluded_nodes:
+                        continue
+                    fee = base + a_v * prop // 1_000_000
+                    dl = delta
+                if fee > fee_limit - (a_v - amount_msat):
+                    rej_fee += 1
+                    continue
+                c_u = c_v + dl
+                if c_u > max_cltv:
+                    rej_cltv += 1
+                    continue
+                # -ln P of this hop (the scorer's, inlined for channels it knows nothing about)
+                if u == src and local is not None and (key >> 1) in local:
+                    nlp = 0.0
+                elif (key >> 1) in known:
+                    nlp = scorer_nlp(key >> 1, key & 1, flow, cap, now)
+                else:
+                    x = flow / (cap or unknown_cap)
+                    nlp = -log1p(-x) if x < flat else (max_nlp if x < 1 else inf)
+                extra = 0.0
+                if node_nlp:
+                    n_nlp = node_nlp.get(u)
+                    if n_nlp is not None:
+                        if n_nlp == inf:
+                            n_nlp = max_nlp
+                            extra = impossible
+                        nlp += n_nlp
+                if nlp == inf:
+                    nlp = max_nlp
+                    extra = impossible
+                nd = (
+                    d
+                    + fee
+                    + a_v * dl * risk
+                    + base_pen
+                    + a_v * base_ppm
+                    + extra
+                    + nlp * (liq_pen + a_v * liq_ppm)
+                )
+                if nd < dist[u]:
+                    dist[u] = nd
+                    amt[u] = a_v + fee
+                    cltv[u] = c_u
+                    hops[u] = h
+                    nxt[u] = (v, edge)
+                    push(heap, (nd, u))
+        if not done[src]:
+            rejected = {
+                "htlc_minimum": rej_min,
+                "htlc_maximum_or_capacity": rej_max,
+                "fee_limit": rej_fee,
+                "cltv_limit": rej_cltv,
+                "max_hops": rej_hops,
+            }
+            cuts = ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in rejected.items() if n)
+            reason = (
+                f"no route from {self.node_id(src).hex()} to {self.node_id(dst).hex()} for {amount_msat} msat"
+                + (f" (channels cut by: {cuts})" if cuts else " (not connected by usable channels)")
+            )
+            raise NoRouteError("no_path", reason, rejected)
+        path: _Path = []
+        u = src
+        while u != dst:
+            step = nxt[u]
+            assert step is not None
+            path.append((u, step[0], step[1]))
+            u = step[0]
+        return path
+
+    # -- building routes -------------------------------------------------------
+
+    def htlc_amounts(self, path: _Path, amount_msat: int) -> list[int]:
+        """The HTLC amount on each channel of `path` when the recipient gets `amount_msat`."""
+        out = [0] * len(path)
+        a = amount_msat
+        for k in range(len(path) - 1, -1, -1):
+            out[k] = a
+            _, _, base, prop, _, _, _, _ = path[k][2]
+            a += base + a * prop // 1_000_000
+        return out
+
+    def build(self, path: _Path, amount_msat: int, in_flight: Mapping[int, int] | None = None) -> Route:
+        """The route along `path` delivering `amount_msat` (amounts and expiries from the recipient back)."""
+        n = len(path)
+        amounts = self.htlc_amounts(path, amount_msat)
+        expiries = [0] * n
+        e = self.current_height + self.final_cltv_delta
+        for k in range(n - 1, -1, -1):
+            expiries[k] = e
+            e += path[k][2][4]
+        hops = []
+        probability = 1.0
+        for k, (u, v, edge) in enumerate(path):
+            key, cap = edge[1], edge[7]
+            last = k == n - 1
+            hops.append(
+                RouteHop(
+                    node_id=self.node_id(v),
+                    short_channel_id=key >> 1,
+                    amount_msat=amounts[k],
+                    cltv_expiry=expiries[k],
+                    amount_to_forward=amount_msat if last else amounts[k + 1],
+                    outgoing_cltv_value=expiries[k] if last else expiries[k + 1],
+                    capacity_sat=cap // 1000,
+                )
+            )
+            flow = amounts[k] + (in_flight.get(key, 0) if in_flight else 0)
+            if k == 0 and self.local is not None and (key >> 1) in self.local:
+                hop_p = 1.0
+            else:
+                hop_p = self.scorer.channel_probability(key >> 1, key & 1, flow, cap, self.now)
+            if k > 0:
+                hop_p *= self.scorer.node_probability(self.node_id(u), self.now)
+            probability *= hop_p
+        return Route(self.node_id(self.src), tuple(hops), probability)
+
+    def max_part(
+        self,
+        path: _Path,
+        low: int,
+        high: int,
+        in_flight: Mapping[int, int],
+        fee_left: float,
+        remaining: int,
+        saturation: float,
+    ) -> int:
+        """The largest amount in [low, high] the path carries within the limits (at least `low`)."""
+        limits: list[float] = []
+        for k, (u, v, edge) in enumerate(path):
+            key, hmax, cap = edge[1], edge[6], edge[7]
+            used = in_flight.get(key, 0)
+            hard: float = hmax - used
+            if k == 0 and self.local is not None and (key >> 1) in self.local:
+                hard = min(hard, self.local[key >> 1] - used)
+            else:
+                _, upper = self.scorer.liquidity_bounds(key >> 1, key & 1, cap, self.now)
+                hard = min(hard, max(upper * saturation - used, 0.0))
+            limits.append(hard)
+
+        def fits(amount: int) -> bool:
+            amounts = self.htlc_amounts(path, amount)
+            if any(a > lim for a, lim in zip(amounts, limits)):
+                return False
+            fee = amounts[0] - amount
+            return fee <= fee_left * amount / remaining
+
+        if not fits(high):
+            lo, hi = low, high  # fits(lo) is assumed: the search found the path for `low`
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if fits(mid):
+                    lo = mid
+                else:
+                    hi = mid
+            return lo
+        return high
+
+
+def find_route(
+    graph: ChannelGraph,
+    source: bytes,
+    target: bytes,
+    amount_msat: int,
+    *,
+    final_cltv_delta: int = DEFAULT_FINAL_CLTV_DELTA,
+    max_fee_msat: int | None = None,
+    max_cltv: int = DEFAULT_MAX_CLTV,
+    route_hints: Iterable[Sequence[RouteHintHopLike]] = (),
+    scorer: Scorer | None = None,
+    excluded: Collection[int | tuple[int, int] | bytes] = (),
+    now: float = 0.0,
+    current_height: int = 0,
+    max_hops: int = DEFAULT_MAX_HOPS,
+    local_liquidity_msat: Mapping[int, int] | None = None,
+) -> Route:
+    """The best route from `source` to `target` delivering `amount_msat`, or NoRouteError.
+
+    `max_fee_msat` (None: no limit) bounds the total fee; `max_cltv` bounds the
+    route's total CLTV delta, `final_cltv_delta` included. Expiries in the
+    route are `current_height` + deltas. `route_hints` are BOLT 11 `r` fields
+    (each a sequence of hops ending at `target`), which may reach a target the
+    graph does not know. `excluded` holds short_channel_ids (both directions),
+    `(short_channel_id, direction)` pairs and node ids. `scorer` (default: a
+    fresh one, a-priori probabilities only) weighs success probability
+    against fees at time `now`. `local_liquidity_msat` (short_channel_id ->
+    spendable msat) gives the payer's known balances on its own channels.
+    """
+    if amount_msat <= 0:
+        raise ValueError(f"amount_msat must be positive, not {amount_msat}")
+    ctx = _Context(
+        graph, source, target,
+        final_cltv_delta=final_cltv_delta, max_cltv=max_cltv, max_hops=max_hops,
+        route_hints=route_hints, scorer=scorer, excluded=excluded, now=now,
+        current_height=current_height, local_liquidity_msat=local_liquidity_msat,
+    )  # fmt: skip
+    fee_limit = math.inf if max_fee_msat is None else max_fee_msat
+    return ctx.build(ctx.search(amount_msat, fee_limit, {}), amount_msat)
+
+
+def split_payment(
+    graph: ChannelGraph,
+    source: bytes,
+    target: bytes,
+    amount_msat: int,
+    *,
+    max_parts: int = 16,
+    min_part_msat: int = 10_000_000,
+    max_channel_saturation: float = 0.5,
+    final_cltv_delta: int = DEFAULT_FINAL_CLTV_DELTA,
+    max_fee_msat: int | None = None,
+    max_cltv: int = DEFAULT_MAX_CLTV,
+    route_hints: Iterable[Sequence[RouteHintHopLike]] = (),
+    scorer: Scorer | None = None,
+    excluded: Collection[int | tuple[int, int] | bytes] = (),
+    now: float = 0.0,
+    current_height: int = 0,
+    max_hops: int = DEFAULT_MAX_HOPS,
+    local_liquidity_msat: Mapping[int, int] | None = None,
+) -> list[Route]:
+    """Routes whose amounts sum exactly to `amount_msat` (one route when one suffices).
+
+    Paths are found one after the other, LDK-style: each search asks for what
+    is left (halving the request, down to `min_part_msat`, while no path
+    carries it), then the part on the path found grows to its bottleneck: the
+    largest amount every channel takes within htlc_maximum_msat / capacity
+    minus what earlier parts already put on it, and within
+    `max_channel_saturation` of the scorer's upper liquidity bound. Later
+    searches see earlier parts as in flight (both in the limits and in the
+    success probabilities). `max_fee_msat` bounds the fees of all parts
+    together (each part gets a share in proportion to its amount). Other
+    arguments as `find_route`. NoRouteError when `max_parts` do not suffice.
+    """
+    if amount_msat <= 0:
+        raise ValueError(f"amount_msat must be positive, not {amount_msat}")
+    if max_parts < 1:
+        raise ValueError("max_parts must be at least 1")
+    if not 0 < max_channel_saturation <= 1:
+        raise ValueError("max_channel_saturation must be in (0, 1]")
+    ctx = _Context(
+        graph, source, target,
+        final_cltv_delta=final_cltv_delta, max_cltv=max_cltv, max_hops=max_hops,
+        route_hints=route_hints, scorer=scorer, excluded=excluded, now=now,
+        current_height=current_height, local_liquidity_msat=local_liquidity_msat,
+    )  # fmt: skip
+    in_flight: dict[int, int] = {}
+    parts: list[Route] = []
+    remaining = amount_msat
+    fee_left: float = math.inf if max_fee_msat is None else max_fee_msat
+    while remaining > 0:
+        if len(parts) == max_parts:
+            raise NoRouteError(
+                "too_many_parts",
+                f"{max_parts} parts carry only {amount_msat - remaining} of {amount_msat} msat",
+            )
+        request = remaining
+        path: _Path | None = None
+        error: NoRouteError | None = None
+        while True:
+            try:
+                path = ctx.search(request, fee_left * request / remaining, in_flight)
+                break
+            except NoRouteError as e:
+                error = e
+            if request <= min_part_msat:
+                break
+            request = max(min_part_msat, request // 2)
+        if path is None:
+            assert error is not None
+            placed = amount_msat - remaining
+            raise NoRouteError(
+                error.kind,
+                f"{error.reason}; {placed} of {amount_msat} msat placed in {len(parts)} parts",
+                error.rejected,
+            )
+        part = request
+        if request < remaining:
+            part = ctx.max_part(path, request, remaining, in_flight, fee_left, remaining, max_channel_saturation)
+            if 0 < remaining - part < min_part_msat and remaining - min_part_msat >= request:
+                part = remaining - min_part_msat  # leave a last part worth a search
+        route = ctx.build(path, part, in_flight)
+        for (_, _, edge), hop in zip(path, route.hops):
+            in_flight[edge[1]] = in_flight.get(edge[1], 0) + hop.amount_msat
+        parts.append(route)
+        remaining -= part
+        fee_left -= route.total_fee_msat
+    return parts
