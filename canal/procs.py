@@ -18,6 +18,8 @@ from base_chain.rpc import channel_for
 from proto import chain_pb2 as pb
 from proto import chain_pb2_grpc as pb_grpc
 
+__all__ = ["wait_for", "DaemonProcess", "ChainProcess", "LightningProcess"]
+
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
@@ -30,80 +32,69 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "c
         time.sleep(0.05)
 
 
-class ChainProcess:
-    """One `canal chaind` subprocess."""
+class DaemonProcess:
+    """A `canal <daemon>` child process that writes node.json into its data dir once it serves."""
 
-    def __init__(self, datadir: Path, chain: str = "regtest", connect: list[str] | None = None) -> None:
+    kind = "daemon"
+
+    def __init__(self, datadir: Path) -> None:
         self.datadir = datadir
-        self.chain = chain
-        self.connect = list(connect or [])
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
         self._channel: grpc.Channel | None = None
-        self._stub: pb_grpc.ChainServiceStub | None = None
+        self._stub: Any = None
 
-    def start(self, timeout: float = 30.0) -> ChainProcess:
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 60.0) -> Any:
         self.datadir.mkdir(parents=True, exist_ok=True)
         info_file = self.datadir / "node.json"
         if info_file.exists():
             info_file.unlink()
-        args = [sys.executable, "-m", "canal", "chaind", "--chain", self.chain, "--datadir", str(self.datadir),
-                "--p2pport", "0", "--rpcport", "0"]
-        for c in self.connect:
-            args += ["--connect", c]
         log = open(self.datadir / "stderr.log", "ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.proc = subprocess.Popen([sys.executable, "-m", "canal", *self.command()], stdout=log, stderr=log,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
         log.close()
 
         def ready() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(f"chaind exited with {self.proc.returncode}: {self.stderr()[-2000:]}")
+                raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}: {self.stderr()[-3000:]}")
             return info_file.exists()
 
-        wait_for(ready, timeout, "chaind to start")
+        wait_for(ready, timeout, f"{self.kind} to start")
         self.info = json.loads(info_file.read_text())
-        self._channel = None
-        self._stub = None
+        self._close_channel()
         return self
 
     def stderr(self) -> str:
         p = self.datadir / "stderr.log"
         return p.read_text(errors="replace") if p.exists() else ""
 
-    @property
-    def p2p_addr(self) -> str:
-        return f"127.0.0.1:{self.info['p2p_port']}"
-
     def channel(self, macaroon: str = "admin") -> grpc.Channel:
         return channel_for(self.datadir, port=self.info["rpc_port"], macaroon=macaroon)  # type: ignore[arg-type]
 
-    @property
-    def rpc(self) -> pb_grpc.ChainServiceStub:
+    def _stub_for(self, make: Callable[[grpc.Channel], Any]) -> Any:
         if self._stub is None:
             self._channel = self.channel()
-            self._stub = pb_grpc.ChainServiceStub(self._channel)
+            self._stub = make(self._channel)
         return self._stub
 
-    def height(self) -> int:
-        return int(self.rpc.GetBlockCount(pb.GetBlockCountRequest()).count)
-
-    def best(self) -> str:
-        return str(self.rpc.GetBestBlockHash(pb.GetBestBlockHashRequest()).hash)
-
-    def generate(self, n: int, address: str | None = None) -> list[str]:
-        addr = address or self.rpc.GetNewAddress(pb.GetNewAddressRequest()).address
-        return list(self.rpc.GenerateToAddress(pb.GenerateToAddressRequest(nblocks=n, address=addr)).blockhashes)
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
         """SIGKILL: no chance to clean up."""
-        if self.proc is not None and self.proc.poll() is None:
+        if self.alive():
+            assert self.proc is not None
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
         self._close_channel()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.alive():
+            assert self.proc is not None
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(15)
@@ -118,51 +109,59 @@ class ChainProcess:
         self._channel = None
         self._stub = None
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+
+class ChainProcess(DaemonProcess):
+    """One `canal chaind`."""
+
+    kind = "chaind"
+
+    def __init__(self, datadir: Path, chain: str = "regtest", connect: list[str] | None = None) -> None:
+        super().__init__(datadir)
+        self.chain = chain
+        self.connect = list(connect or [])
+
+    def command(self) -> list[str]:
+        args = ["chaind", "--chain", self.chain, "--datadir", str(self.datadir), "--p2pport", "0", "--rpcport", "0"]
+        for c in self.connect:
+            args += ["--connect", c]
+        return args
+
+    @property
+    def p2p_addr(self) -> str:
+        return f"127.0.0.1:{self.info['p2p_port']}"
+
+    @property
+    def rpc(self) -> pb_grpc.ChainServiceStub:
+        return self._stub_for(pb_grpc.ChainServiceStub)  # type: ignore[no-any-return]
+
+    def height(self) -> int:
+        return int(self.rpc.GetBlockCount(pb.GetBlockCountRequest()).count)
+
+    def best(self) -> str:
+        return str(self.rpc.GetBestBlockHash(pb.GetBestBlockHashRequest()).hash)
+
+    def generate(self, n: int, address: str | None = None) -> list[str]:
+        addr = address or self.rpc.GetNewAddress(pb.GetNewAddressRequest()).address
+        return list(self.rpc.GenerateToAddress(pb.GenerateToAddressRequest(nblocks=n, address=addr)).blockhashes)
 
 
-class LightningProcess:
-    """One `canal channeld` subprocess attached to a ChainProcess."""
+class LightningProcess(DaemonProcess):
+    """One `canal channeld` attached to a ChainProcess (it keeps its peer port across restarts)."""
+
+    kind = "channeld"
 
     def __init__(self, datadir: Path, chain: ChainProcess, alias: str = "") -> None:
-        self.datadir = datadir
+        super().__init__(datadir)
         self.chain = chain
         self.alias = alias or datadir.name
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.info: dict[str, Any] = {}
-        self._channel: grpc.Channel | None = None
-        self._stub: Any = None
 
-    def start(self, timeout: float = 60.0) -> LightningProcess:
-        self.datadir.mkdir(parents=True, exist_ok=True)
-        info_file = self.datadir / "node.json"
-        if info_file.exists():
-            info_file.unlink()
-        args = [sys.executable, "-m", "canal", "channeld", "--chain", self.chain.chain, "--datadir", str(self.datadir),
-                "--chain-datadir", str(self.chain.datadir),
-                "--chain-rpc", f"127.0.0.1:{self.chain.info['rpc_port']}", "--alias", self.alias]
+    def command(self) -> list[str]:
+        args = ["channeld", "--chain", self.chain.chain, "--datadir", str(self.datadir),
+                "--chain-datadir", str(self.chain.datadir), "--chain-rpc", f"127.0.0.1:{self.chain.info['rpc_port']}",
+                "--alias", self.alias]
         if self.info.get("listen_port"):
             args += ["--listen", str(self.info["listen_port"])]
-        log = open(self.datadir / "stderr.log", "ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        log.close()
-
-        def ready() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"channeld exited with {self.proc.returncode}: {self.stderr()[-3000:]}")
-            return info_file.exists()
-
-        wait_for(ready, timeout, "channeld to start")
-        self.info = json.loads(info_file.read_text())
-        self._channel = None
-        self._stub = None
-        return self
-
-    def stderr(self) -> str:
-        p = self.datadir / "stderr.log"
-        return p.read_text(errors="replace") if p.exists() else ""
+        return args
 
     @property
     def pubkey(self) -> str:
@@ -176,29 +175,4 @@ class LightningProcess:
     def rpc(self) -> Any:
         from proto import lightning_pb2_grpc as ln_grpc
 
-        if self._stub is None:
-            self._channel = channel_for(self.datadir, port=self.info["rpc_port"])
-            self._stub = ln_grpc.LightningStub(self._channel)
-        return self._stub
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-        self._close_channel()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._close_channel()
-
-    def _close_channel(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
-        self._channel = None
-        self._stub = None
+        return self._stub_for(ln_grpc.LightningStub)

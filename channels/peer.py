@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import trio
 
@@ -207,38 +207,40 @@ async def connect(
     """Dial a peer (BOLT 8 initiator) and exchange init."""
     with trio.fail_after(HANDSHAKE_TIMEOUT_S):
         stream = await trio.open_tcp_stream(host, port)
-    try:
-        with trio.fail_after(HANDSHAKE_TIMEOUT_S):
-            hs = Handshake.initiator(local_key, remote)
-            buf = bytearray()
-            await stream.send_all(hs.act_one())
-            act_three = hs.receive_act(await _read_exact(stream, ACT_TWO_SIZE, buf))
-            await stream.send_all(act_three)
-            link = PeerLink(stream, hs, bytes(buf))
-            await link._exchange_init(features, chain_hash, _known(features))
-            return link
-    except TransportError as e:
-        await stream.aclose()
-        raise PeerLinkError(f"handshake failed: {e}") from e
-    except trio.TooSlowError:
-        await stream.aclose()
-        raise PeerLinkError("handshake timed out") from None
-    except BaseException:
-        await stream.aclose()
-        raise
+
+    async def handshake() -> PeerLink:
+        hs = Handshake.initiator(local_key, remote)
+        buf = bytearray()
+        await stream.send_all(hs.act_one())
+        act_three = hs.receive_act(await _read_exact(stream, ACT_TWO_SIZE, buf))
+        await stream.send_all(act_three)
+        return PeerLink(stream, hs, bytes(buf))
+
+    return await _establish(stream, handshake, features, chain_hash)
 
 
 async def accept(
     stream: trio.abc.Stream, local_key: PrivateKey, chain_hash: bytes, features: Features = DEFAULT_FEATURES,
 ) -> PeerLink:
     """Answer an inbound connection (BOLT 8 responder) and exchange init."""
+
+    async def handshake() -> PeerLink:
+        hs = Handshake.responder(local_key)
+        buf = bytearray()
+        await stream.send_all(hs.receive_act(await _read_exact(stream, ACT_ONE_SIZE, buf)))
+        hs.receive_act(await _read_exact(stream, ACT_THREE_SIZE, buf))
+        return PeerLink(stream, hs, bytes(buf))
+
+    return await _establish(stream, handshake, features, chain_hash)
+
+
+async def _establish(
+    stream: trio.abc.Stream, handshake: Callable[[], Awaitable[PeerLink]], features: Features, chain_hash: bytes,
+) -> PeerLink:
+    """Run a BOLT 8 handshake then the init exchange under one timeout; close the stream on any failure."""
     try:
         with trio.fail_after(HANDSHAKE_TIMEOUT_S):
-            hs = Handshake.responder(local_key)
-            buf = bytearray()
-            await stream.send_all(hs.receive_act(await _read_exact(stream, ACT_ONE_SIZE, buf)))
-            hs.receive_act(await _read_exact(stream, ACT_THREE_SIZE, buf))
-            link = PeerLink(stream, hs, bytes(buf))
+            link = await handshake()
             await link._exchange_init(features, chain_hash, _known(features))
             return link
     except TransportError as e:

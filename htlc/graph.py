@@ -36,7 +36,7 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from .invoice import format_short_channel_id, parse_short_channel_id
 
@@ -500,13 +500,14 @@ class ChannelGraph:
 # --------------------------------------------------------------------------
 
 
-def _open(path: str | Path) -> BinaryIO:
+def _read(path: str | Path) -> bytes:
+    """The bytes of a file, decompressed when it ends in `.xz` or `.gz`."""
     p = Path(path)
     if p.suffix == ".xz":
-        return lzma.open(p, "rb")
+        return lzma.decompress(p.read_bytes())
     if p.suffix == ".gz":
-        return gzip.open(p, "rb")
-    return p.open("rb")
+        return gzip.decompress(p.read_bytes())
+    return p.read_bytes()
 
 
 def load_listchannels_json(path: str | Path, graph: ChannelGraph | None = None) -> ChannelGraph:
@@ -518,8 +519,7 @@ def load_listchannels_json(path: str | Path, graph: ChannelGraph | None = None) 
     capacity). Inactive entries are kept, marked disabled. When a direction
     appears twice the entry with the later `last_update` wins.
     """
-    with _open(path) as f:
-        doc: Any = json.load(f)
+    doc: Any = json.loads(_read(path))
     if not isinstance(doc, dict) or not isinstance(doc.get("channels"), list):
         raise GraphError(f"{path}: not a listchannels document (no 'channels' list)")
     graph = ChannelGraph() if graph is None else graph
@@ -630,19 +630,16 @@ def load_gossmap(
     a template then indices. The format keeps no short_channel_ids: channel `i`
     gets the synthetic `ix0x0`, as the decoded JSON of the shared vectors does.
     """
-    with _open(node_map_path) as f:
-        node_ids: dict[int, bytes] = {}
-        for line_no, raw in enumerate(f, 1):
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            if not line:
-                continue
-            parts = line.split(":", 2)
-            try:
-                node_ids[int(parts[0])] = bytes.fromhex(parts[1])
-            except (IndexError, ValueError):
-                raise GraphError(f"{node_map_path}:{line_no}: expected index:node_id:alias") from None
-    with gzip.open(path, "rb") as g:
-        data = g.read()
+    node_ids: dict[int, bytes] = {}
+    for line_no, raw in enumerate(_read(node_map_path).splitlines(), 1):
+        if not raw.strip():
+            continue
+        parts = raw.split(b":", 2)
+        try:
+            node_ids[int(parts[0])] = bytes.fromhex(parts[1].decode("ascii"))
+        except (IndexError, ValueError):
+            raise GraphError(f"{node_map_path}:{line_no}: expected index:node_id:alias") from None
+    data = gzip.decompress(Path(path).read_bytes())
     if not data.startswith(GOSSMAP_COMPRESS_HEADER):
         raise GraphError(f"{path}: not a GOSSMAP_COMPRESSv1 file")
     r = _BigSizeReader(data, len(GOSSMAP_COMPRESS_HEADER))

@@ -117,7 +117,7 @@ class _Liquidity:
     def bounds(self, now: float, half_life_s: float) -> tuple[float, float]:
         """(min, max) of direction 0's liquidity at `now`."""
         age = now - self.updated
-        decay = 0.5 ** (age / half_life_s) if age > 0 and half_life_s > 0 else (1.0 if half_life_s > 0 else 0.0)
+        decay = math.exp2(-age / half_life_s) if age > 0 and half_life_s > 0 else (1.0 if half_life_s > 0 else 0.0)
         return self.min_offset_msat * decay, self.capacity_msat - self.max_offset_msat * decay
 
     def settle(self, now: float, half_life_s: float) -> None:
@@ -172,7 +172,7 @@ class Scorer:
         age = now - failed
         if age <= 0:
             return 0.0
-        return 1.0 - 0.5 ** (age / self.params.node_half_life_s)
+        return 1.0 - math.exp2(-age / self.params.node_half_life_s)
 
     def node_neg_log_probabilities(self, now: float) -> dict[bytes, float]:
         """-ln P of every blamed node at `now` (floored like hop probabilities; inf = impossible)."""
