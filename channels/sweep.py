@@ -56,6 +56,7 @@ __all__ = [
     "sweep_fee_sat",
     "build_sweep_tx",
     "sign_anchor_input",
+    "preimage_in_witness",
 ]
 
 #: nSequence of inputs without a relative lock: not final (so nLockTime applies) and BIP125-replaceable.
