@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -17,6 +18,9 @@ commands:
   chain     talk to a chain node (like bitcoin-cli)
   channeld  run a Lightning node (like lnd)
   ln        talk to a Lightning node (like lncli)
+  swap      cross-chain atomic swaps, command for command like decred's atomicswap
+  relayd    run an SPV header relay of one chain
+  relay     query an SPV relay (status, getheader, verifytxproof)
 
 Run `canal COMMAND --help` for a command's options.
 """
@@ -34,32 +38,25 @@ def _demo(argv: list[str]) -> int:
     return run_demo(as_json=ns.json, keep=ns.keep)
 
 
-def _chaind(argv: list[str]) -> int:
-    from .chaind import main as chaind_main
+def _lazy(module: str) -> Callable[[list[str]], int]:
+    """A command whose module is imported only when it runs (keeps `canal` quick to start)."""
 
-    return chaind_main(argv)
+    def run(argv: list[str]) -> int:
+        main_fn: Callable[[list[str]], int] = getattr(importlib.import_module(module), "main")
+        return main_fn(argv)
 
-
-def _chain(argv: list[str]) -> int:
-    from .chain_cli import main as chain_main
-
-    return chain_main(argv)
-
-
-def _channeld(argv: list[str]) -> int:
-    from .channeld import main as channeld_main
-
-    return channeld_main(argv)
-
-
-def _ln(argv: list[str]) -> int:
-    from .ln_cli import main as ln_main
-
-    return ln_main(argv)
+    return run
 
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
-    "demo": _demo, "chaind": _chaind, "chain": _chain, "channeld": _channeld, "ln": _ln,
+    "demo": _demo,
+    "chaind": _lazy("canal.chaind"),
+    "chain": _lazy("canal.chain_cli"),
+    "channeld": _lazy("canal.channeld"),
+    "ln": _lazy("canal.ln_cli"),
+    "swap": _lazy("canal.swap_cli"),
+    "relayd": _lazy("relay.relayd"),
+    "relay": _lazy("canal.relay_cli"),
 }
 
 
