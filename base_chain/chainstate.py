@@ -22,7 +22,7 @@ from .pow import block_work, median_time_past, next_work_required
 from .serialize import ByteReader, compact_size
 from .sigops import MAX_BLOCK_SIGOPS_COST, transaction_sigop_cost
 from .store import ChainStore, StoredIndexEntry
-from .tx import OutPoint, Transaction, TxOut
+from .tx import OutPoint, TxOut
 from .validation import (
     BlockValidationError,
     HeaderContext,

@@ -12,7 +12,6 @@ from base_chain.merkle import block_merkle_root
 from base_chain.params import (
     GENESIS_OUTPUT_SCRIPT,
     SATOSHI_GENESIS_MESSAGE,
-    ChainParams,
     chain_names,
     get_params,
     make_genesis_block,

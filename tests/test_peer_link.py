@@ -11,7 +11,7 @@ from base_chain.crypto import PrivateKey
 from base_chain.params import get_params
 from channels.features import Features
 from channels.peer import PeerLink, PeerLinkError, accept, connect, parse_node_uri
-from channels.wire import ErrorMessage, Ping, WarningMessage
+from channels.wire import Ping, WarningMessage
 
 CHAIN = get_params("regtest").genesis_hash
 ALPHA = get_params("alpha").genesis_hash

@@ -18,7 +18,6 @@ from channels.wire import (
     ErrorMessage,
     Init,
     Message,
-    MessageRegistry,
     Ping,
     Pong,
     UnknownEvenMessage,
