@@ -1,0 +1,128 @@
+"""The Lightning node's durable state: channel snapshots, revoked commitments, closes, peers (sqlite).
+
+Every write is its own sqlite transaction with synchronous=FULL, so when a
+method returns the data is on disk: the host calls it for a `Persist` effect
+before it carries out the effects that follow (persist before you promise).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from base_chain.store import open_db
+
+__all__ = ["ChannelStore", "StoredChannel", "ClosedChannel"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS channels (
+    channel_id BLOB PRIMARY KEY,
+    peer BLOB NOT NULL,
+    channel_index INTEGER NOT NULL,
+    state BLOB NOT NULL,
+    opened_at INTEGER NOT NULL,
+    closing_txid BLOB,
+    close_type TEXT
+);
+CREATE TABLE IF NOT EXISTS revoked (
+    channel_id BLOB NOT NULL,
+    commitment_number INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (channel_id, commitment_number)
+);
+CREATE TABLE IF NOT EXISTS closed (
+    channel_id BLOB PRIMARY KEY,
+    summary TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS peers (pubkey BLOB PRIMARY KEY, address TEXT NOT NULL, last_seen INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChannel:
+    channel_id: bytes
+    peer: bytes
+    channel_index: int
+    state: bytes
+    opened_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedChannel:
+    channel_id: bytes
+    summary: dict[str, Any]
+
+
+class ChannelStore:
+    def __init__(self, path: Path | str) -> None:
+        self.conn = open_db(path)
+        self.conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def next_channel_index(self) -> int:
+        """A fresh key-derivation index for a new channel, reserved durably before use."""
+        with self._transaction():
+            row = self.conn.execute("SELECT value FROM meta WHERE key = 'next_channel_index'").fetchone()
+            index = int(row[0]) if row else 0
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_channel_index', ?)", (str(index + 1),))
+        return index
+
+    def save_channel(self, channel_id: bytes, peer: bytes, channel_index: int, state: bytes,
+                     old_id: bytes | None = None) -> None:
+        """Write a channel's snapshot (renaming it from its temporary id when the real one is known)."""
+        with self._transaction():
+            if old_id is not None and old_id != channel_id:
+                self.conn.execute("DELETE FROM channels WHERE channel_id = ?", (old_id,))
+            self.conn.execute(
+                "INSERT INTO channels (channel_id, peer, channel_index, state, opened_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(channel_id) DO UPDATE SET state = excluded.state",
+                (channel_id, peer, channel_index, state, int(time.time())),
+            )
+
+    def delete_channel(self, channel_id: bytes) -> None:
+        self.conn.execute("DELETE FROM channels WHERE channel_id = ?", (channel_id,))
+
+    def channels(self) -> Iterator[StoredChannel]:
+        for cid, peer, index, state, opened in self.conn.execute(
+            "SELECT channel_id, peer, channel_index, state, opened_at FROM channels ORDER BY opened_at, rowid"
+        ):
+            yield StoredChannel(bytes(cid), bytes(peer), int(index), bytes(state), int(opened))
+
+    def add_revoked(self, channel_id: bytes, commitment_number: int, data: dict[str, Any]) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO revoked VALUES (?, ?, ?)",
+                          (channel_id, commitment_number, json.dumps(data)))
+
+    def revoked(self, channel_id: bytes) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT data FROM revoked WHERE channel_id = ? ORDER BY commitment_number",
+                                 (channel_id,)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def record_closed(self, channel_id: bytes, summary: dict[str, Any]) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO closed VALUES (?, ?)", (channel_id, json.dumps(summary)))
+
+    def closed_channels(self) -> list[ClosedChannel]:
+        return [ClosedChannel(bytes(c), json.loads(s)) for c, s in self.conn.execute("SELECT * FROM closed")]
+
+    def remember_peer(self, pubkey: bytes, address: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO peers VALUES (?, ?, ?)", (pubkey, address, int(time.time())))
+
+    def peers(self) -> dict[bytes, str]:
+        return {bytes(k): str(a) for k, a in self.conn.execute("SELECT pubkey, address FROM peers")}
