@@ -282,10 +282,10 @@ class LightningDaemon:
                         text = msg.printable_data()
                         state.errors.append(text)
                         log.warning("peer %s sent %s: %s", key, msg.NAME, text)
-                    for handler in self.message_handlers:
-                        result = handler(state, msg)
-                        if hasattr(result, "__await__"):
-                            await result
+                    for on_message in self.message_handlers:
+                        outcome = on_message(state, msg)
+                        if hasattr(outcome, "__await__"):
+                            await outcome
         except PeerLinkError as e:
             log.info("peer %s: %s", key, e.reason)
         finally:

@@ -1,0 +1,378 @@
+"""The host of the sans-IO channels: it routes peer messages to them and carries out their effects.
+
+Effects are carried out strictly in order; a `Persist` is written to sqlite
+(synchronous=FULL) before any later effect, so nothing is promised to the peer
+that a crash could take back. Channels are restored from their last snapshot on
+start and reestablished when their peer reconnects.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from base_chain.block import Block
+from base_chain.tx import OutPoint, Transaction, TxOut
+
+from .effects import (
+    Broadcast,
+    ChannelClosed,
+    ChannelError,
+    ChannelReady,
+    Disconnect,
+    Effect,
+    FailChannel,
+    FundingGenerationReady,
+    HtlcFailed,
+    HtlcFulfilled,
+    IncomingHtlc,
+    LocalCommitmentPublished,
+    Persist,
+    SendMessage,
+    WatchOutpoint,
+)
+from .keys import ChannelSecrets, derive_channel_keys
+from .messages import ChannelMessage, OpenChannel
+from .state import Channel, ChannelState
+from .store import ChannelStore
+from .wire import ErrorMessage, Message
+
+if TYPE_CHECKING:
+    from .daemon import LightningDaemon, PeerState
+
+__all__ = ["ChannelManager", "ManagedChannel", "FundingWatch", "short_channel_id"]
+
+log = logging.getLogger("canal.channels")
+
+
+def short_channel_id(height: int, tx_index: int, output_index: int) -> int:
+    return (height << 40) | (tx_index << 16) | output_index
+
+
+@dataclass(eq=False)
+class FundingWatch:
+    outpoint: OutPoint
+    script_pubkey: bytes
+    min_depth: int
+    confirmed_height: int | None = None
+    tx_index: int | None = None
+    spent_by: bytes | None = None
+
+
+@dataclass(eq=False)
+class ManagedChannel:
+    channel: Channel
+    peer: bytes
+    index: int
+    watch: FundingWatch | None = None
+    #: OpenChannel stream subscribers and CloseChannel waiters get these events.
+    listeners: list[trio.MemorySendChannel[Any]] = field(default_factory=list)
+    published: LocalCommitmentPublished | None = None
+    closing_txid: bytes | None = None
+
+    @property
+    def channel_id(self) -> bytes:
+        return self.channel.channel_id
+
+    def notify(self, event: Any) -> None:
+        for ch in list(self.listeners):
+            try:
+                ch.send_nowait(event)
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                self.listeners.remove(ch)
+
+
+class ChannelManager:
+    def __init__(self, daemon: LightningDaemon, store: ChannelStore, seed: bytes) -> None:
+        self.d = daemon
+        self.store = store
+        self._seed = seed
+        self.channels: dict[bytes, ManagedChannel] = {}
+        self._lock = trio.Lock()
+        #: The payment layer's hooks (invoices, forwarding): called on the trio thread.
+        self.on_incoming_htlc: Callable[[ManagedChannel, IncomingHtlc], Awaitable[None]] | None = None
+        self.on_htlc_settled: Callable[[ManagedChannel, HtlcFulfilled | HtlcFailed], Awaitable[None]] | None = None
+        self.event_subscribers: list[trio.MemorySendChannel[Any]] = []
+
+    # --- lifecycle --------------------------------------------------------------------------------------
+
+    def secrets(self, index: int) -> ChannelSecrets:
+        return derive_channel_keys(self._seed, index)
+
+    def load(self) -> None:
+        for stored in self.store.channels():
+            try:
+                channel = Channel.from_bytes(stored.state, self.secrets(stored.channel_index))
+            except (ValueError, KeyError) as e:
+                log.error("cannot restore channel %s: %s", stored.channel_id.hex(), e)
+                continue
+            mc = ManagedChannel(channel, stored.peer, stored.channel_index)
+            c = channel.commitments
+            if c is not None and channel.state not in (ChannelState.ABANDONED,):
+                p = c.params
+                mc.watch = FundingWatch(p.funding_outpoint, p.funding_script_pubkey, channel.minimum_depth)
+            self.channels[channel.channel_id] = mc
+        log.info("restored %d channels", len(self.channels))
+
+    def for_peer(self, peer: bytes) -> list[ManagedChannel]:
+        return [mc for mc in self.channels.values() if mc.peer == peer]
+
+    def find(self, channel_id: bytes) -> ManagedChannel | None:
+        mc = self.channels.get(channel_id)
+        if mc is not None:
+            return mc
+        for mc in self.channels.values():
+            if mc.channel.temporary_channel_id == channel_id:
+                return mc
+        return None
+
+    # --- peers ------------------------------------------------------------------------------------------
+
+    async def peer_changed(self, peer: PeerState, connected: bool) -> None:
+        key = peer.link.remote_node_id.to_bytes()
+        async with self._lock:
+            if connected:
+                self.store.remember_peer(key, peer.address)
+            for mc in self.for_peer(key):
+                try:
+                    effects = mc.channel.reconnected() if connected else mc.channel.disconnected()
+                except ChannelError:
+                    continue
+                await self._apply(mc, effects)
+
+    async def peer_message(self, peer: PeerState, msg: Message) -> None:
+        key = peer.link.remote_node_id.to_bytes()
+        if isinstance(msg, ErrorMessage):
+            async with self._lock:
+                targets = self.for_peer(key) if msg.channel_id == bytes(32) else [
+                    mc for mc in [self.find(msg.channel_id)] if mc is not None and mc.peer == key]
+                for mc in targets:
+                    await self._apply(mc, mc.channel.receive(msg))
+            return
+        if not isinstance(msg, ChannelMessage):
+            return  # gossip and the rest belong to other layers
+        async with self._lock:
+            if isinstance(msg, OpenChannel):
+                await self._inbound_open(peer, key, msg)
+                return
+            mc = self.find(msg.target_channel_id)
+            if mc is None or mc.peer != key:
+                await peer.link.send(ErrorMessage(msg.target_channel_id, b"unknown channel"))
+                return
+            await self._apply(mc, mc.channel.receive(msg))
+
+    async def _inbound_open(self, peer: PeerState, key: bytes, msg: OpenChannel) -> None:
+        if self.find(msg.temporary_channel_id) is not None:
+            await peer.link.send(ErrorMessage(msg.temporary_channel_id, b"temporary_channel_id already in use"))
+            return
+        their = peer.link.their_init
+        index = self.store.next_channel_index()
+        channel = Channel.inbound(
+            secrets=self.secrets(index), keys_id=index, chain_hash=self.d.params.genesis_hash,
+            local_features=self.d.features, remote_features=their.all_features if their else self.d.features,
+            shutdown_scriptpubkey=self.d.wallet.get_change_script(),
+        )
+        mc = ManagedChannel(channel, key, index)
+        self.channels[msg.temporary_channel_id] = mc
+        await self._apply(mc, channel.receive(msg))
+
+    # --- our commands --------------------------------------------------------------------------------
+
+    async def open_channel(self, peer_key: bytes, funding_sat: int, push_msat: int, feerate_per_kw: int) -> ManagedChannel:
+        peer = self.d.peers.get(peer_key.hex())
+        if peer is None:
+            raise ChannelError(f"peer {peer_key.hex()} is not online")
+        async with self._lock:
+            index = self.store.next_channel_index()
+            their = peer.link.their_init
+            channel, effects = Channel.open(
+                secrets=self.secrets(index), keys_id=index, chain_hash=self.d.params.genesis_hash,
+                temporary_channel_id=os.urandom(32), funding_sat=funding_sat, feerate_per_kw=feerate_per_kw,
+                local_features=self.d.features, remote_features=their.all_features if their else self.d.features,
+                shutdown_scriptpubkey=self.d.wallet.get_change_script(), push_msat=push_msat,
+            )
+            mc = ManagedChannel(channel, peer_key, index)
+            self.channels[channel.channel_id] = mc
+            await self._apply(mc, effects)
+            return mc
+
+    async def command(self, mc: ManagedChannel, fn: Callable[[Channel], list[Effect]]) -> None:
+        """Run a channel API call (add_htlc, sign, shutdown, ...) and carry out its effects."""
+        async with self._lock:
+            await self._apply(mc, fn(mc.channel))
+
+    # --- the chain ---------------------------------------------------------------------------------------
+
+    async def block_changed(self, block: Block, height: int, connected: bool) -> None:
+        async with self._lock:
+            for mc in list(self.channels.values()):
+                w = mc.watch
+                if w is None:
+                    continue
+                if not connected:
+                    if w.confirmed_height == height:
+                        w.confirmed_height, w.tx_index = None, None
+                    continue
+                for i, tx in enumerate(block.transactions):
+                    if w.confirmed_height is None and tx.txid == w.outpoint.txid:
+                        w.confirmed_height, w.tx_index = height, i
+                    if w.spent_by is None and any(txin.prevout == w.outpoint for txin in tx.inputs):
+                        w.spent_by = tx.txid
+                        await self._funding_spent(mc, tx, height)
+                if w.confirmed_height is not None and w.tx_index is not None and w.spent_by is None:
+                    depth = height - w.confirmed_height + 1
+                    scid = short_channel_id(w.confirmed_height, w.tx_index, w.outpoint.index)
+                    try:
+                        effects = mc.channel.funding_confirmed(depth, scid)
+                    except ChannelError:
+                        continue
+                    await self._apply(mc, effects)
+
+    async def _funding_spent(self, mc: ManagedChannel, tx: Transaction, height: int) -> None:
+        """The funding output was spent: a mutual close, our commitment, or theirs (maybe revoked)."""
+        kind = "COOPERATIVE_CLOSE"
+        if mc.published is not None and tx.txid == mc.published.commitment_tx.txid:
+            kind = "LOCAL_FORCE_CLOSE"
+        elif mc.channel.closing_tx is None or tx.txid != mc.channel.closing_tx.txid:
+            kind = "REMOTE_FORCE_CLOSE"
+            breach = self.d.breach_handler(mc, tx, height) if hasattr(self.d, "breach_handler") else None
+            if breach is not None:
+                kind = "BREACH_CLOSE"
+                await breach
+        mc.closing_txid = tx.txid
+        summary = self.summary(mc)
+        summary.update(closing_tx_hash=tx.txid_hex(), close_height=height, close_type=kind)
+        self.store.record_closed(mc.channel_id, summary)
+        mc.notify(("closed", tx.txid, kind))
+        self._publish(("closed", mc.channel_id, kind))
+        log.info("channel %s closed on chain by %s (%s)", mc.channel_id.hex(), tx.txid_hex(), kind)
+
+    # --- carrying out effects ---------------------------------------------------------------------------
+
+    async def _apply(self, mc: ManagedChannel, effects: list[Effect]) -> None:
+        queue = list(effects)
+        while queue:
+            eff = queue.pop(0)
+            if isinstance(eff, Persist):
+                old = mc.channel.temporary_channel_id
+                self.store.save_channel(eff.channel_id, mc.peer, mc.index, eff.state, old_id=old)
+                if eff.channel_id != old and old in self.channels:
+                    del self.channels[old]
+                self.channels[eff.channel_id] = mc
+                if eff.revoked is not None:
+                    self.store.add_revoked(eff.channel_id, eff.revoked.commitment_number, _revoked_dict(eff.revoked))
+            elif isinstance(eff, SendMessage):
+                peer = self.d.peers.get(mc.peer.hex())
+                if peer is not None:
+                    try:
+                        await peer.link.send(eff.message)
+                    except Exception as e:  # the channel retransmits on reestablish
+                        log.info("send to %s failed: %s", mc.peer.hex(), e)
+            elif isinstance(eff, Broadcast):
+                try:
+                    await self.d.broadcast(eff.tx)
+                    log.info("broadcast %s %s", eff.label, eff.tx.txid_hex())
+                except Exception as e:
+                    log.warning("broadcast of %s %s failed: %s", eff.label, eff.tx.txid_hex(), e)
+                if eff.label == "closing":
+                    mc.closing_txid = eff.tx.txid
+            elif isinstance(eff, WatchOutpoint):
+                mc.watch = FundingWatch(eff.outpoint, eff.script_pubkey, eff.min_depth)
+                mc.notify(("pending", eff.outpoint))
+                await self._check_funding_now(mc)
+            elif isinstance(eff, FundingGenerationReady):
+                queue[0:0] = await self._fund(mc, eff)
+            elif isinstance(eff, ChannelReady):
+                mc.notify(("open", mc.channel_id))
+                self._publish(("open", mc.channel_id))
+            elif isinstance(eff, FailChannel):
+                log.warning("channel %s failed: %s", eff.channel_id.hex(), eff.reason)
+                mc.notify(("failed", eff.reason))
+                if eff.broadcast:
+                    try:
+                        queue[0:0] = mc.channel.force_close()
+                    except ChannelError as e:
+                        log.warning("cannot force-close %s: %s", eff.channel_id.hex(), e)
+                elif mc.channel.state is ChannelState.ABANDONED:
+                    self.channels.pop(eff.channel_id, None)
+                    self.store.delete_channel(eff.channel_id)
+            elif isinstance(eff, LocalCommitmentPublished):
+                mc.published = eff
+                mc.notify(("force_closing", eff.commitment_tx.txid))
+            elif isinstance(eff, Disconnect):
+                peer = self.d.peers.get(mc.peer.hex())
+                if peer is not None:
+                    peer.cancel.cancel()
+            elif isinstance(eff, IncomingHtlc):
+                if self.on_incoming_htlc is not None:
+                    await self.on_incoming_htlc(mc, eff)
+                else:
+                    queue += mc.channel.fail_htlc(eff.htlc_id, b"") + mc.channel.sign()
+            elif isinstance(eff, (HtlcFulfilled, HtlcFailed)):
+                if self.on_htlc_settled is not None:
+                    await self.on_htlc_settled(mc, eff)
+            elif isinstance(eff, ChannelClosed):
+                mc.closing_txid = eff.closing_tx.txid
+                mc.notify(("closing", eff.closing_tx.txid))
+
+    async def _check_funding_now(self, mc: ManagedChannel) -> None:
+        """After a restart the funding may already be deep: look it up instead of waiting for a block."""
+        w = mc.watch
+        if w is None:
+            return
+        found = await self.d.chain.get_tx(w.outpoint.txid[::-1].hex())
+        if found is None or found[1] <= 0:
+            return
+        height = self.d.tip_height - found[1] + 1
+        block = await self.d.chain.block(await self.d.chain.block_hash(height))
+        for i, tx in enumerate(block.transactions):
+            if tx.txid == w.outpoint.txid:
+                w.confirmed_height, w.tx_index = height, i
+
+    async def _fund(self, mc: ManagedChannel, eff: FundingGenerationReady) -> list[Effect]:
+        rate = max((await self.d.chain.estimate_fee_sat_kvb(6)) / 1000, 1.0)
+        tx = self.d.wallet.create_transaction([TxOut(eff.funding_sat, eff.script_pubkey)], rate, self.d.tip_height)
+        self.d.wallet.commit(tx)  # reserve its coins now; it is broadcast after funding_signed
+        return mc.channel.funding_transaction_generated(tx)
+
+    # --- views ---------------------------------------------------------------------------------------------
+
+    def _publish(self, event: Any) -> None:
+        for ch in list(self.event_subscribers):
+            try:
+                ch.send_nowait(event)
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                self.event_subscribers.remove(ch)
+
+    def summary(self, mc: ManagedChannel) -> dict[str, Any]:
+        ch = mc.channel
+        out: dict[str, Any] = {"channel_id": mc.channel_id.hex(), "remote_pubkey": mc.peer.hex(),
+                               "initiator": ch.is_funder, "state": ch.state.value}
+        c = ch.commitments
+        if c is not None:
+            p = c.params
+            out.update(
+                channel_point=f"{p.funding_outpoint.txid[::-1].hex()}:{p.funding_outpoint.index}",
+                capacity=p.funding_sat, chan_id=ch.short_channel_id or 0,
+                local_balance=c.local_commit.spec.to_local_msat // 1000,
+                remote_balance=c.local_commit.spec.to_remote_msat // 1000,
+            )
+        return out
+
+
+def _revoked_dict(r: Any) -> dict[str, Any]:
+    def plain(v: Any) -> Any:
+        if isinstance(v, bytes):
+            return v.hex()
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return {k: plain(v) for k, v in asdict(r).items()}
