@@ -160,11 +160,11 @@ class ChannelManager:
             if isinstance(msg, OpenChannel):
                 await self._inbound_open(peer, key, msg)
                 return
-            mc = self.find(msg.target_channel_id)
-            if mc is None or mc.peer != key:
+            target = self.find(msg.target_channel_id)
+            if target is None or target.peer != key:
                 await peer.link.send(ErrorMessage(msg.target_channel_id, b"unknown channel"))
                 return
-            await self._apply(mc, mc.channel.receive(msg))
+            await self._apply(target, target.channel.receive(msg))
 
     async def _inbound_open(self, peer: PeerState, key: bytes, msg: OpenChannel) -> None:
         if self.find(msg.temporary_channel_id) is not None:
