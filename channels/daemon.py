@@ -111,7 +111,7 @@ class LightningDaemon:
     # --- lifecycle --------------------------------------------------------------------------------------------
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        from .service import LN_PERMISSIONS, LightningServicer
+        from .service import LN_PERMISSIONS
 
         self.datadir.mkdir(parents=True, exist_ok=True)
         self.trio_token = trio.lowlevel.current_trio_token()
@@ -124,6 +124,7 @@ class LightningDaemon:
         info = await self.chain.info()
         if info.chain != self.params.name:
             raise RuntimeError(f"chain node at {host}:{port} is on '{info.chain}', this node on '{self.params.name}'")
+        self.setup()
         server = None
         try:
             async with trio.open_nursery() as nursery:
@@ -133,13 +134,14 @@ class LightningDaemon:
                 self.listen_port = listeners[0].socket.getsockname()[1]
                 nursery.start_soon(trio.serve_listeners, self._serve_inbound, listeners)
                 server, self.rpc_port = make_server(self.datadir, self.want_rpc_port, [], LN_PERMISSIONS, max_workers=32)
-                ln_grpc.add_LightningServicer_to_server(LightningServicer(self), server)
+                ln_grpc.add_LightningServicer_to_server(self.servicer_class()(self), server)
                 self.register_services(server)
                 server.start()
                 write_rpc_endpoint(self.datadir, self.rpc_port)
                 self._write_node_info()
                 nursery.start_soon(self._follow_chain)
                 nursery.start_soon(self._signals)
+                nursery.start_soon(self.started)
                 log.info("lightning node %s (%s) on %s: peers 127.0.0.1:%d, rpc 127.0.0.1:%d",
                          self.identity_pubkey, self.alias, self.params.name, self.listen_port, self.rpc_port)
                 task_status.started(self)
@@ -152,6 +154,17 @@ class LightningDaemon:
             self.chain.close()
             self.wallet.close()
             log.info("stopped")
+
+    def servicer_class(self) -> type[Any]:
+        from .service import LightningServicer
+
+        return LightningServicer
+
+    def setup(self) -> None:
+        """Extension point: attach layers (channels, payments) once the wallet and chain client exist."""
+
+    async def started(self) -> None:
+        """Extension point: runs once the node serves (e.g. reconnect to channel peers)."""
 
     def register_services(self, server: Any) -> None:
         """Extension point: more gRPC services (Router, Invoices) register here."""

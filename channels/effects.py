@@ -60,6 +60,8 @@ __all__ = [
     "ChannelClosed",
     "RevokedHtlcOutput",
     "RevokedCommitment",
+    "CommitmentHtlcInfo",
+    "CommitmentInfo",
     "HtlcResolution",
     "LocalCommitmentPublished",
     "Effect",
@@ -124,14 +126,18 @@ class Persist:
     """Write the channel's snapshot durably before carrying out any later effect.
 
     ``state`` is ``Channel.to_bytes()`` (UTF-8 JSON of ``Channel.to_dict()``):
-    replace the stored snapshot of ``channel_id`` with it. ``revoked`` is set
-    when the peer has just revoked a commitment: the watcher must store it
-    (append-only) to punish a broadcast of that commitment.
+    replace the stored snapshot of ``channel_id`` with it. For the watcher,
+    in the same durable step: ``commitments`` are the commitments that became
+    current or were signed since the last Persist (ours when we accepted a
+    ``commitment_signed``, the peer's when we are about to send one), in order;
+    ``revoked`` is set when the peer has just revoked a commitment (append-only
+    data to punish a broadcast of it).
     """
 
     channel_id: bytes
     state: bytes
     revoked: RevokedCommitment | None = None
+    commitments: tuple[CommitmentInfo, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -279,6 +285,37 @@ class RevokedCommitment:
     to_local_amount_sat: int
     to_local_witness_script: bytes
     htlc_outputs: tuple[RevokedHtlcOutput, ...]
+
+
+@dataclass(frozen=True)
+class CommitmentHtlcInfo:
+    """An HTLC of a commitment, seen from us: ``outgoing`` when we sent its ``update_add_htlc``."""
+
+    htlc_id: int
+    outgoing: bool
+    amount_msat: int
+    payment_hash: bytes
+    cltv_expiry: int
+
+
+@dataclass(frozen=True)
+class CommitmentInfo:
+    """A commitment as a watcher tracks it (balances and directions from our point of view).
+
+    ``ours``: our commitment (with the peer's compact signatures, which make it
+    broadcastable) or the peer's (with its ``per_commitment_point``).
+    """
+
+    ours: bool
+    commitment_number: int
+    txid: bytes
+    per_commitment_point: bytes
+    our_balance_msat: int
+    their_balance_msat: int
+    feerate_per_kw: int
+    htlcs: tuple[CommitmentHtlcInfo, ...]
+    remote_signature: bytes | None = None
+    remote_htlc_signatures: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,7 @@ class ChannelManager:
         if mc is not None:
             return mc
         for mc in self.channels.values():
-            if mc.channel.temporary_channel_id == channel_id:
+            if channel_id in (mc.channel.channel_id, mc.channel.temporary_channel_id):
                 return mc
         return None
 

@@ -36,7 +36,13 @@ from .tlv import (
     encode_u32,
     encode_u64,
 )
-from .wire import ErrorMessage, Message, WarningMessage, decode_extension, register_message
+from .wire import (
+    ErrorMessage,
+    Message,
+    WarningMessage,
+    decode_extension,
+    register_message,
+)
 
 __all__ = [
     "ONION_PACKET_LEN",
@@ -749,9 +755,7 @@ class UpdateFailHtlc(ChannelMessage):
         stream = _stream(self.unknown_tlvs)
         if self.attribution_data is not None:
             stream = stream.set(ATTRIBUTION_DATA, self.attribution_data)
-        return (
-            self.channel_id + encode_u64(self.id) + encode_u16(len(self.reason)) + self.reason + stream.encode()
-        )
+        return self.channel_id + encode_u64(self.id) + encode_u16(len(self.reason)) + self.reason + stream.encode()
 
     @classmethod
     def decode_payload(cls, payload: bytes) -> Self:
@@ -948,7 +952,10 @@ class ChannelReestablish(ChannelMessage):
         _check_uint("next_commitment_number", self.next_commitment_number, 64)
         _check_uint("next_revocation_number", self.next_revocation_number, 64)
         _check_bytes("your_last_per_commitment_secret", self.your_last_per_commitment_secret, 32)
-        for name, value in (("next_funding", self.next_funding), ("my_current_funding_locked", self.my_current_funding_locked)):
+        for name, value in (
+            ("next_funding", self.next_funding),
+            ("my_current_funding_locked", self.my_current_funding_locked),
+        ):
             if value is not None:
                 _check_bytes(f"{name} txid", value[0], 32)
                 _check_uint(f"{name} retransmit_flags", value[1], 8)

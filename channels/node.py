@@ -1,15 +1,79 @@
-"""The Lightning node: the daemon shell plus the channel layer wired to it."""
+"""The Lightning node: the daemon shell with the channel layer attached."""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+import trio
+
 from .daemon import LightningDaemon
+from .manager import ChannelManager
+from .peer import PeerLinkError
+from .state import ChannelState
+from .store import ChannelStore
 
 __all__ = ["ChannelNode"]
+
+log = logging.getLogger("canal.channeld")
+
+_PENDING = {ChannelState.WAIT_FOR_FUNDING_CREATED, ChannelState.WAIT_FOR_FUNDING_SIGNED,
+            ChannelState.AWAITING_CHANNEL_READY}
 
 
 class ChannelNode(LightningDaemon):
     """A `LightningDaemon` that runs payment channels with its peers."""
 
+    channels: ChannelManager
+
+    def setup(self) -> None:
+        self.channel_store = ChannelStore(self.datadir / "channels.sqlite")
+        self.channels = ChannelManager(self, self.channel_store, bytes.fromhex(self.wallet.seed_hex()))
+        self.channels.load()
+        self.message_handlers.append(self.channels.peer_message)
+        self.peer_handlers.append(self.channels.peer_changed)
+        self.block_handlers.append(self.channels.block_changed)
+
+    def servicer_class(self) -> type[Any]:
+        from .channel_service import ChannelLightningServicer
+
+        return ChannelLightningServicer
+
+    async def started(self) -> None:
+        """Reconnect to every peer we have an open channel with, as lnd does, until it answers."""
+        known = self.channel_store.peers()
+        wanted = {mc.peer for mc in self.channels.channels.values()
+                  if mc.channel.state not in (ChannelState.ABANDONED, ChannelState.FAILED)}
+        async with trio.open_nursery() as nursery:
+            for peer in wanted:
+                address = known.get(peer)
+                if address is not None:
+                    nursery.start_soon(self._keep_connected, peer.hex(), address)
+
+    async def _keep_connected(self, pubkey_hex: str, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        delay = 0.5
+        for _ in range(60):
+            if pubkey_hex in self.peers:
+                return
+            try:
+                await self.connect_peer(pubkey_hex, host, int(port))
+                return
+            except (PeerLinkError, OSError, trio.TooSlowError) as e:
+                log.debug("reconnect to %s failed: %s", pubkey_hex, e)
+            await trio.sleep(delay)
+            delay = min(delay * 2, 10)
+
     def channel_counts(self) -> tuple[int, int, int]:
         """(pending, active, inactive) channels, for GetInfo."""
-        return 0, 0, 0
+        pending = active = inactive = 0
+        for mc in self.channels.channels.values():
+            state = mc.channel.state
+            if state in _PENDING:
+                pending += 1
+            elif state is ChannelState.NORMAL:
+                if mc.peer.hex() in self.peers:
+                    active += 1
+                else:
+                    inactive += 1
+        return pending, active, inactive
