@@ -11,7 +11,10 @@ interned to small ints. Per edge the graph keeps, in `array`s indexed by an
 edge number: source, target, short_channel_id, capacity_sat, fee_base_msat,
 fee_proportional_millionths, cltv_expiry_delta, htlc_minimum_msat,
 htlc_maximum_msat, disabled, last_update. Adjacency is kept by target (for the
-backward search of `htlc.pathfind`) and by source.
+backward search of `htlc.pathfind`) and by source. For the search, each node
+also gets lazily built, cached tuples of its usable edges (`search_edges`:
+into it, `forward_edges`: out of it), dropped when a channel around it
+changes. Nodes stay interned when their channels go.
 
     graph = ChannelGraph()
     graph.add_channel(a, b, parse_short_channel_id("700000x1x0"), capacity_sat=1_000_000,
@@ -64,6 +67,10 @@ SearchEdge = tuple[int, int, int, int, int, int, int, int]
 cltv_expiry_delta, htlc_minimum_msat, max_htlc_msat, capacity_msat)` where
 `edge_key = short_channel_id << 1 | direction` and `max_htlc_msat` is
 htlc_maximum_msat capped at the capacity (when the capacity is known)."""
+
+
+def _by_max_htlc(edge: SearchEdge) -> int:
+    return -edge[6]
 
 
 class GraphError(ValueError):
@@ -175,10 +182,11 @@ class ChannelGraph:
         self._htlc_maximum_msat = array("Q")
         self._last_update = array("I")
         self._disabled = bytearray()
-        self._removed = bytearray()
         self._free: list[int] = []  # removed edge slots, reused by add_channel
         self._view: list[list[SearchEdge] | None] = []  # per target, built lazily for the search
+        self._fview: list[list[SearchEdge] | None] = []  # per source, likewise
         self._scids: dict[int, int] = {}  # short_channel_id -> live directions
+        self._views_built = False
         self.version = 0
         """Bumped by every change (callers may cache what they derive from the graph)."""
 
@@ -210,6 +218,7 @@ class ChannelGraph:
             self._in.append([])
             self._out.append([])
             self._view.append(None)
+            self._fview.append(None)
         return index
 
     def node_index(self, node_id: bytes) -> int | None:
@@ -276,14 +285,13 @@ class ChannelGraph:
                 edge, fee_base_msat, fee_proportional_millionths, cltv_expiry_delta,
                 htlc_minimum_msat, htlc_maximum_msat, disabled, last_update,
             )  # fmt: skip
-            self._touch(self._target[edge])
+            self._touch(edge)
             return edge
         s, t = self.intern(source), self.intern(target)
         if self._free:
             edge = self._free.pop()
             self._source[edge], self._target[edge], self._scid[edge] = s, t, short_channel_id
             self._capacity_sat[edge] = capacity_sat
-            self._removed[edge] = 0
             self._set_policy(
                 edge, fee_base_msat, fee_proportional_millionths, cltv_expiry_delta,
                 htlc_minimum_msat, htlc_maximum_msat, disabled, last_update,
@@ -301,12 +309,11 @@ class ChannelGraph:
             self._htlc_maximum_msat.append(htlc_maximum_msat)
             self._last_update.append(last_update)
             self._disabled.append(1 if disabled else 0)
-            self._removed.append(0)
         self._by_key[key] = edge
         self._scids[short_channel_id] = self._scids.get(short_channel_id, 0) + 1
         self._in[t].append(edge)
         self._out[s].append(edge)
-        self._touch(t)
+        self._touch(edge)
         return edge
 
     def update_policy(
@@ -344,8 +351,9 @@ class ChannelGraph:
             self._last_update[edge] if last_update is None else last_update,
         )
         _validate(*values)
-        self._set_policy(edge, *values[:5], bool(self._disabled[edge]) if disabled is None else disabled, values[5])
-        self._touch(self._target[edge])
+        was_disabled = bool(self._disabled[edge])
+        self._set_policy(edge, *values[:5], was_disabled if disabled is None else disabled, values[5])
+        self._touch(edge, structural=bool(self._disabled[edge]) != was_disabled)
         return True
 
     def disable(self, short_channel_id: int, source: bytes | None = None, disabled: bool = True) -> int:
@@ -354,7 +362,7 @@ class ChannelGraph:
         for edge in self._edges_of(short_channel_id, source):
             if bool(self._disabled[edge]) != disabled:
                 self._disabled[edge] = int(disabled)
-                self._touch(self._target[edge])
+                self._touch(edge)
                 changed += 1
         return changed
 
@@ -367,14 +375,13 @@ class ChannelGraph:
             del self._by_key[key]
             self._in[t].remove(edge)
             self._out[s].remove(edge)
-            self._removed[edge] = 1
             self._free.append(edge)
             left = self._scids[short_channel_id] - 1
             if left:
                 self._scids[short_channel_id] = left
             else:
                 del self._scids[short_channel_id]
-            self._touch(t)
+            self._touch(edge)
             removed += 1
         return removed
 
@@ -412,40 +419,86 @@ class ChannelGraph:
             yield self._view_of(edge)
 
     def search_edges(self, target_index: int) -> list[SearchEdge]:
-        """The enabled edges into node `target_index` as `SearchEdge` tuples (cached until changed)."""
+        """The enabled edges into node `target_index` that a route can pass through, as `SearchEdge`s.
+
+        An edge `u -> target` is left out when `u` has no enabled channel in
+        from a node other than `target`: such a `u` can only start a route,
+        never forward one (`endpoint_edges` gives those edges for a payer).
+        Sorted by `max_htlc_msat`, largest first, so a search can stop at the
+        first edge too small. Cached until the graph changes around the node.
+        """
         view = self._view[target_index]
         if view is None:
             view = []
-            ids = self._node_ids
-            t_id = ids[target_index]
             for e in self._in[target_index]:
-                if self._disabled[e]:
-                    continue
-                s = self._source[e]
-                cap_msat = self._capacity_sat[e] * 1000
-                hmax = self._htlc_maximum_msat[e]
-                if cap_msat and hmax > cap_msat:
-                    hmax = cap_msat
-                view.append(
-                    (
-                        s,
-                        self._scid[e] << 1 | (0 if ids[s] < t_id else 1),
-                        self._fee_base_msat[e],
-                        self._fee_proportional_millionths[e],
-                        self._cltv_expiry_delta[e],
-                        self._htlc_minimum_msat[e],
-                        hmax,
-                        cap_msat,
-                    )
-                )
+                if not self._disabled[e] and self._forwards(self._source[e], target_index):
+                    view.append(self._search_edge(e))
+            view.sort(key=_by_max_htlc)
             self._view[target_index] = view
+            self._views_built = True
         return view
+
+    def forward_edges(self, source_index: int) -> list[SearchEdge]:
+        """Every enabled edge out of `source_index`, as `SearchEdge`s whose first field is the
+        *target*; sorted by `max_htlc_msat`, largest first. Cached until changed."""
+        view = self._fview[source_index]
+        if view is None:
+            view = []
+            for e in self._out[source_index]:
+                if not self._disabled[e]:
+                    edge = self._search_edge(e)
+                    view.append((self._target[e],) + edge[1:])
+            view.sort(key=_by_max_htlc)
+            self._fview[source_index] = view
+            self._views_built = True
+        return view
+
+    def endpoint_edges(self, source_index: int) -> list[tuple[int, SearchEdge]]:
+        """`(target, edge)` for the enabled edges out of `source_index` that `search_edges` leaves out."""
+        out = []
+        for e in self._out[source_index]:
+            t = self._target[e]
+            if not self._disabled[e] and not self._forwards(source_index, t):
+                out.append((t, self._search_edge(e)))
+        return out
 
     # -- internals -------------------------------------------------------------
 
-    def _touch(self, target: int) -> None:
-        self._view[target] = None
+    def _touch(self, edge: int, structural: bool = True) -> None:
+        # An edge changed: the views of its ends and, when it appeared, vanished or was
+        # (dis)abled, the views of the nodes its target has channels to (whether the target
+        # can forward to them may have changed). Nothing to do before any view exists.
         self.version += 1
+        if not self._views_built:
+            return
+        target = self._target[edge]
+        self._view[target] = None
+        self._fview[self._source[edge]] = None
+        if structural:
+            for e in self._out[target]:
+                self._view[self._target[e]] = None
+
+    def _forwards(self, node: int, towards: int) -> bool:
+        """Whether `node` has an enabled channel in from a node other than `towards`."""
+        source, disabled = self._source, self._disabled
+        return any(source[e] != towards and not disabled[e] for e in self._in[node])
+
+    def _search_edge(self, e: int) -> SearchEdge:
+        s, t = self._source[e], self._target[e]
+        cap_msat = self._capacity_sat[e] * 1000
+        hmax = self._htlc_maximum_msat[e]
+        if cap_msat and hmax > cap_msat:
+            hmax = cap_msat
+        return (
+            s,
+            self._scid[e] << 1 | (0 if self._node_ids[s] < self._node_ids[t] else 1),
+            self._fee_base_msat[e],
+            self._fee_proportional_millionths[e],
+            self._cltv_expiry_delta[e],
+            self._htlc_minimum_msat[e],
+            hmax,
+            cap_msat,
+        )
 
     def _set_policy(
         self,

@@ -8,12 +8,18 @@ so walking from the target lets every hop's fee be computed on the exact
 amount it forwards (BOLT 7: `fee_base_msat + amount_to_forward *
 fee_proportional_millionths / 1_000_000`, rounded down). Each node keeps one
 label (cost, amount it must receive, CLTV delta to its HTLC, hop count).
+To settle fewer nodes it is an A*: a cheap forward search from the payer,
+costing every hop at the delivered amount, gives lower bounds on the
+payer-side cost of each node, grown as the backward search proceeds (see
+`_Forward`); the answer is the plain Dijkstra's.
 
 The cost of a hop is the scorer's (`htlc.scoring`): the fee, lnd's time-lock
 risk `amount * cltv_expiry_delta * risk_factor`, a per-hop attempt cost and
 `-ln(success probability)` times a penalty, so the route found balances fees
-against the chance that it works. The payer's own first hop charges no fee
-and adds no CLTV delta.
+against the chance that it works. The payer's own first hop charges no fee,
+adds no CLTV delta and counts as certain (a payer knows its balances: pass
+them as `local_liquidity_msat` to rule out channels that cannot carry the
+amount), unless the scorer has learnt otherwise about it.
 
 Hard constraints: disabled and excluded channels and nodes are skipped; the
 amount a channel carries must lie in `[htlc_minimum_msat, htlc_maximum_msat]`
@@ -194,8 +200,114 @@ class Route:
         return out
 
 
+_FORWARD_START = 300
+"""Edges the payer-side search scans before the backward search starts."""
+_BALANCE = 2
+"""The payer side doubles when the backward side has listed this many times its edges."""
+
+
+def _by_max_htlc(edge: SearchEdge) -> int:
+    return -edge[6]
+
+
 # A path as the search returns it: (source index, target index, edge), payer first.
 _Path = list[tuple[int, int, SearchEdge]]
+
+
+class _Forward:
+    """Lower bounds on the cost from the payer to each node: the potentials of the A* in `search`.
+
+    A forward Dijkstra from the payer in which every hop is costed as if it
+    carried only the amount delivered (what it really carries is at least
+    that, and every cost term grows with the amount), so its distances `f`
+    are lower bounds on the true cost of reaching a node from the payer. It
+    runs in steps (`advance`); after each, every node it has not settled is
+    at least `radius` away, so `min(f[u], radius)` is a consistent potential
+    (inf for a node the payer cannot reach at all, once it has run out).
+    """
+
+    def __init__(self, ctx: _Context, amount_msat: int, in_flight: Mapping[int, int]) -> None:
+        self.ctx = ctx
+        self.amount_msat = amount_msat
+        self.in_flight = in_flight
+        self.f = [math.inf] * ctx.size
+        self.f[ctx.src] = 0.0
+        self.done = bytearray(ctx.size)
+        self.heap: list[tuple[float, int]] = [(0.0, ctx.src)]
+        self.scanned = 0
+        self.radius = 0.0
+        self.exhausted = False
+
+    def advance(self, budget: int) -> None:
+        """Scan about `budget` more edges."""
+        ctx = self.ctx
+        amount_msat, in_flight = self.amount_msat, self.in_flight
+        src = ctx.src
+        inf = math.inf
+        f, done, heap = self.f, self.done, self.heap
+        pop, push = heapq.heappop, heapq.heappush
+        graph_n = ctx.graph.node_count
+        forward_edges = ctx.graph.forward_edges
+        hint_out = ctx.hint_out
+        excluded_keys, excluded_nodes = ctx.excluded_keys, ctx.excluded_nodes
+        known = ctx.scorer.known_channels()
+        node_nlp, local = ctx.node_nlp, ctx.local
+        p = ctx.scorer.params
+        floor = p.base_penalty_msat + amount_msat * p.base_penalty_ppm / 1e6
+        liq = p.liquidity_penalty_msat + amount_msat * p.liquidity_penalty_ppm / 1e6
+        risk = amount_msat * p.risk_factor_billionths / 1e9
+        flat = 1 - PROBABILITY_LOWER_BOUND
+        max_nlp = MAX_NEG_LOG_PROBABILITY
+        log1p = math.log1p
+        unknown_cap = UNKNOWN_CAPACITY_MSAT
+        stop = self.scanned + budget
+        scanned = self.scanned
+        while heap:
+            d, w = heap[0]
+            if done[w]:
+                pop(heap)
+                continue
+            if scanned >= stop:
+                break
+            pop(heap)
+            done[w] = 1
+            if excluded_nodes and w in excluded_nodes:
+                continue
+            edges = forward_edges(w) if w < graph_n else []
+            if hint_out and w in hint_out:
+                edges = sorted(edges + hint_out[w], key=_by_max_htlc)
+            is_src = w == src
+            slow = is_src or bool(node_nlp and w in node_nlp)
+            scanned += len(edges)
+            for x, key, base, prop, delta, _, hmax, cap in edges:
+                if amount_msat > hmax:
+                    break
+                if done[x]:
+                    continue
+                flow = amount_msat + in_flight.get(key, 0) if in_flight else amount_msat
+                if flow > hmax or (excluded_keys and key in excluded_keys):
+                    continue
+                if is_src:
+                    if local is not None and flow > local.get(key >> 1, flow):
+                        continue
+                    c = floor
+                else:
+                    c = d + floor + base + amount_msat * prop // 1_000_000 + risk * delta
+                if slow or (known and (key >> 1) in known):
+                    nlp, extra = ctx.hop_nlp(w, key, flow, cap)
+                    c += extra + nlp * liq
+                else:
+                    x_ = flow / (cap or unknown_cap)
+                    c += (-log1p(-x_) if x_ < flat else max_nlp) * liq
+                if c < f[x]:
+                    f[x] = c
+                    push(heap, (c, x))
+        self.scanned = scanned
+        if heap:
+            self.radius = heap[0][0]
+        else:
+            self.radius = inf
+            self.exhausted = True
 
 
 class _Context:
@@ -235,6 +347,7 @@ class _Context:
             )
         # Route hints: extra edges (their policy replaces the graph's for the same direction).
         hint_edges: dict[int, list[SearchEdge]] = {}
+        self.hint_out: dict[int, list[SearchEdge]] = {}  # the same, by source (target first)
         for hint in route_hints:
             chain = [h.pubkey for h in hint] + [target]
             for j, h in enumerate(hint):
@@ -243,11 +356,9 @@ class _Context:
                 hint_edges.setdefault(v, []).append(
                     (u, key, h.fee_base_msat, h.fee_proportional_millionths, h.cltv_expiry_delta, 0, _U64, 0)
                 )
-        self.override: dict[int, list[SearchEdge]] = {}
-        for v, extra in hint_edges.items():
-            keys = {e[1] for e in extra}
-            base = graph.search_edges(v) if v < graph.node_count else []
-            self.override[v] = [e for e in base if e[1] not in keys] + extra
+                self.hint_out.setdefault(u, []).append(
+                    (v, key, h.fee_base_msat, h.fee_proportional_millionths, h.cltv_expiry_delta, 0, _U64, 0)
+                )
         src, dst = graph.node_index(source), graph.node_index(target)
         if src is None:
             src = self._extra_index.get(source)
@@ -259,6 +370,17 @@ class _Context:
             raise NoRouteError("unknown_target", f"target {target.hex()} is not in the graph and no route hint reaches it")
         self.src, self.dst = src, dst
         self.size = graph.node_count + len(self.extra_ids)
+        # The payer's own channels that the graph's search view leaves out (it cannot forward
+        # through them), plus the hint edges; a hint replaces the graph's policy of its direction.
+        extra_in: dict[int, list[SearchEdge]] = hint_edges
+        if src < graph.node_count:
+            for w, edge in graph.endpoint_edges(src):
+                extra_in.setdefault(w, []).append(edge)
+        self.override: dict[int, list[SearchEdge]] = {}
+        for v, extra in extra_in.items():
+            keys = {e[1] for e in extra}
+            base = graph.search_edges(v) if v < graph.node_count else []
+            self.override[v] = sorted([e for e in base if e[1] not in keys] + extra, key=_by_max_htlc)
         # Exclusions: a short_channel_id (both directions), (short_channel_id, direction), or a node id.
         self.excluded_keys: set[int] = set()
         self.excluded_nodes: set[int] = set()
@@ -300,10 +422,58 @@ class _Context:
 
     # -- the search ------------------------------------------------------------
 
-    def search(self, amount_msat: int, fee_limit: float, in_flight: Mapping[int, int]) -> _Path:
-        """Backward Dijkstra from the target; the cheapest path by the scorer's cost, payer first."""
+    def hop_nlp(self, u: int, key: int, flow: int, cap: int) -> tuple[float, float]:
+        """(-ln P, impossible penalty) of the hop u -> over `key` carrying `flow` (as the search counts it)."""
+        scorer, local = self.scorer, self.local
+        scid = key >> 1
+        if u == self.src:
+            if scorer.knows_channel(scid) and (local is None or scid not in local):
+                nlp = scorer.neg_log_probability(scid, key & 1, flow, cap, self.now)
+            else:
+                nlp = 0.0
+        elif scorer.knows_channel(scid):
+            nlp = scorer.neg_log_probability(scid, key & 1, flow, cap, self.now)
+        else:
+            nlp = scorer.apriori_neg_log_probability(flow, cap)
+        extra = 0.0
+        n_nlp = self.node_nlp.get(u)
+        if n_nlp is not None:
+            if n_nlp == math.inf:
+                n_nlp = MAX_NEG_LOG_PROBABILITY
+                extra = self.scorer.params.considered_impossible_penalty_msat
+            nlp += n_nlp
+        if nlp == math.inf:
+            nlp = MAX_NEG_LOG_PROBABILITY
+            extra = self.scorer.params.considered_impossible_penalty_msat
+        return nlp, extra
+
+    def search(
+        self,
+        amount_msat: int,
+        fee_limit: float,
+        in_flight: Mapping[int, int],
+        forward_budget: int | None = None,
+        balance: bool = True,
+    ) -> _Path:
+        """The cheapest path by the scorer's cost, payer first.
+
+        A backward Dijkstra from the target (exact amounts: each hop's fee on
+        what it forwards), made an A* by the payer-side lower bounds of
+        `_Forward`: that search first scans `forward_budget` edges (default
+        `_FORWARD_START`), then, with `balance`, doubles whenever the
+        backward side has listed twice as many edges, and the heap is
+        re-keyed with the stronger potentials. Any consistent potential
+        leaves the result that of plain Dijkstra; these just let it settle
+        far fewer nodes. `forward_budget=0, balance=False` is plain Dijkstra.
+        """
         size, src, dst = self.size, self.src, self.dst
         inf = math.inf
+        forward = _Forward(self, amount_msat, in_flight)
+        forward.advance(_FORWARD_START if forward_budget is None else forward_budget)
+        fpot, radius = forward.f, forward.radius
+        adaptive = balance
+        scanned = 0  # edges the backward search listed
+        labeled: list[int] = []
         dist = [inf] * size
         amt = [0] * size
         cltv = [0] * size
@@ -320,9 +490,9 @@ class _Context:
         override = self.override
         excluded_keys, excluded_nodes = self.excluded_keys, self.excluded_nodes
         max_cltv, max_hops = self.max_cltv, self.max_hops
-        scorer, now = self.scorer, self.now
+        scorer = self.scorer
         known = scorer.known_channels()
-        scorer_nlp = scorer.neg_log_probability
+        hop_nlp = self.hop_nlp
         node_nlp = self.node_nlp
         local = self.local
         p = scorer.params
@@ -339,12 +509,13 @@ class _Context:
         rej_min = rej_max = rej_fee = rej_cltv = rej_hops = 0
         empty: list[SearchEdge] = []
         while heap:
-            d, v = pop(heap)
+            _, v = pop(heap)
             if done[v]:
                 continue
             done[v] = 1
             if v == src:
                 break
+            d = dist[v]
             a_v, c_v, h = amt[v], cltv[v], hops[v] + 1
             if h > max_hops:
                 rej_hops += 1
@@ -352,17 +523,35 @@ class _Context:
             edges = override.get(v) if override else None
             if edges is None:
                 edges = search_edges(v) if v < graph_n else empty
+            scanned += len(edges)
+            if adaptive and scanned > _BALANCE * forward.scanned and not forward.exhausted:
+                # Keep the two sides balanced: extend the payer side, then re-key the heap
+                # with the stronger potentials (any consistent potential keeps A* exact).
+                forward.advance(forward.scanned)
+                radius = forward.radius
+                heap = [
+                    (dist[u] + (fpot[u] if fpot[u] < radius else radius), u) for u in labeled if not done[u]
+                ]
+                heap = [item for item in heap if item[0] < inf]
+                heapq.heapify(heap)
+            floor = d + base_pen + a_v * base_ppm  # what any hop into v costs at least
             for edge in edges:
                 u, key, base, prop, delta, hmin, hmax, cap = edge
-                if done[u]:
+                if a_v > hmax:  # edges come largest htlc maximum first: none further fits
+                    rej_max += len(edges) - edges.index(edge)
+                    break
+                if done[u] or floor >= dist[u]:
                     continue
                 if a_v < hmin:
                     rej_min += 1
                     continue
-                flow = a_v + in_flight.get(key, 0) if in_flight else a_v
-                if flow > hmax:
-                    rej_max += 1
-                    continue
+                if in_flight:
+                    flow = a_v + in_flight.get(key, 0)
+                    if flow > hmax:
+                        rej_max += 1
+                        continue
+                else:
+                    flow = a_v
                 if excluded_keys and key in excluded_keys:
                     continue
                 if u == src:
@@ -384,41 +573,29 @@ class _Context:
                 if c_u > max_cltv:
                     rej_cltv += 1
                     continue
-                # -ln P of this hop (the scorer's, inlined for channels it knows nothing about)
-                if u == src and local is not None and (key >> 1) in local:
-                    nlp = 0.0
-                elif (key >> 1) in known:
-                    nlp = scorer_nlp(key >> 1, key & 1, flow, cap, now)
+                # -ln P of this hop: the scorer's, inlined for channels it knows nothing about
+                if u == src or (known and (key >> 1) in known) or (node_nlp and u in node_nlp):
+                    nlp, extra = hop_nlp(u, key, flow, cap)
                 else:
                     x = flow / (cap or unknown_cap)
-                    nlp = -log1p(-x) if x < flat else (max_nlp if x < 1 else inf)
-                extra = 0.0
-                if node_nlp:
-                    n_nlp = node_nlp.get(u)
-                    if n_nlp is not None:
-                        if n_nlp == inf:
-                            n_nlp = max_nlp
-                            extra = impossible
-                        nlp += n_nlp
-                if nlp == inf:
-                    nlp = max_nlp
-                    extra = impossible
-                nd = (
-                    d
-                    + fee
-                    + a_v * dl * risk
-                    + base_pen
-                    + a_v * base_ppm
-                    + extra
-                    + nlp * (liq_pen + a_v * liq_ppm)
-                )
+                    if x < flat:
+                        nlp, extra = -log1p(-x), 0.0
+                    else:
+                        nlp, extra = max_nlp, (0.0 if x < 1 else impossible)
+                nd = floor + fee + a_v * dl * risk + extra + nlp * (liq_pen + a_v * liq_ppm)
                 if nd < dist[u]:
+                    pot = fpot[u]
+                    key_u = nd + (pot if pot < radius else radius)
+                    if key_u == inf:
+                        continue  # the payer cannot reach u at all
+                    if dist[u] == inf:
+                        labeled.append(u)
                     dist[u] = nd
                     amt[u] = a_v + fee
                     cltv[u] = c_u
                     hops[u] = h
                     nxt[u] = (v, edge)
-                    push(heap, (nd, u))
+                    push(heap, (key_u, u))
         if not done[src]:
             rejected = {
                 "htlc_minimum": rej_min,
@@ -480,8 +657,10 @@ class _Context:
                 )
             )
             flow = amounts[k] + (in_flight.get(key, 0) if in_flight else 0)
-            if k == 0 and self.local is not None and (key >> 1) in self.local:
-                hop_p = 1.0
+            if k == 0 and (
+                (self.local is not None and (key >> 1) in self.local) or not self.scorer.knows_channel(key >> 1)
+            ):
+                hop_p = 1.0  # the payer's own channel (as the search counts it)
             else:
                 hop_p = self.scorer.channel_probability(key >> 1, key & 1, flow, cap, self.now)
             if k > 0:

@@ -55,10 +55,11 @@ if TYPE_CHECKING:
     from .pathfind import Route
 
 __all__ = [
+    "MAX_NEG_LOG_PROBABILITY",
     "PROBABILITY_LOWER_BOUND",
+    "UNKNOWN_CAPACITY_MSAT",
     "Scorer",
     "ScoringParams",
-    "UNKNOWN_CAPACITY_MSAT",
     "success_probability",
 ]
 
@@ -186,10 +187,13 @@ class Scorer:
         self, short_channel_id: int, direction: int, amount_msat: int, capacity_msat: int, now: float
     ) -> float:
         """-ln P for the channel alone, floored at PROBABILITY_LOWER_BOUND; inf when impossible."""
-        p = self.channel_probability(short_channel_id, direction, amount_msat, capacity_msat, now)
-        if p <= 0.0:
+        low, high = self.liquidity_bounds(short_channel_id, direction, capacity_msat, now)
+        if amount_msat <= low:
+            return 0.0
+        if amount_msat >= high:
             return math.inf
-        return -math.log(p) if p > PROBABILITY_LOWER_BOUND else MAX_NEG_LOG_PROBABILITY
+        q = (amount_msat - low) / (high - low)  # 1 - P, computed so that no history gives a/capacity
+        return -math.log1p(-q) if q < 1 - PROBABILITY_LOWER_BOUND else MAX_NEG_LOG_PROBABILITY
 
     def apriori_neg_log_probability(self, amount_msat: int, capacity_msat: int) -> float:
         """-ln P for a channel without history (what `neg_log_probability` gives then)."""
@@ -253,7 +257,7 @@ class Scorer:
     ) -> None:
         """The direction could not carry `amount_msat`: its liquidity is below it."""
         rec = self._record(short_channel_id, capacity_msat, now)
-        low, high = self.liquidity_bounds(short_channel_id, direction, capacity_msat, now)
+        _, high = self.liquidity_bounds(short_channel_id, direction, capacity_msat, now)
         if amount_msat < high:
             self._set_bounds(rec, direction, None, amount_msat)
         rec.updated = now
@@ -263,7 +267,7 @@ class Scorer:
     ) -> None:
         """The direction carried `amount_msat`: its liquidity was at least that."""
         rec = self._record(short_channel_id, capacity_msat, now)
-        low, high = self.liquidity_bounds(short_channel_id, direction, capacity_msat, now)
+        low, _ = self.liquidity_bounds(short_channel_id, direction, capacity_msat, now)
         if amount_msat > low:
             self._set_bounds(rec, direction, amount_msat, None)
         rec.updated = now
