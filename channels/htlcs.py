@@ -94,6 +94,7 @@ __all__ = [
     "LocalCommit",
     "RemoteCommit",
     "NextRemoteCommit",
+    "UpdateLog",
     "Commitments",
 ]
 
@@ -174,7 +175,9 @@ class NextRemoteCommit:
 
 
 @dataclass
-class _Log:
+class UpdateLog:
+    """One side's updates by stage (see the module docstring)."""
+
     proposed: list[UpdateMessage] = field(default_factory=list)
     signed: list[UpdateMessage] = field(default_factory=list)
     acked: list[UpdateMessage] = field(default_factory=list)
@@ -189,14 +192,15 @@ class _Log:
         return [("proposed", self.proposed), ("signed", self.signed), ("acked", self.acked)]
 
     @classmethod
-    def from_dict(cls, d: dict[str, list[str]]) -> _Log:
+    def from_dict(cls, d: dict[str, list[str]]) -> UpdateLog:
         def load(items: list[str]) -> list[UpdateMessage]:
             out: list[UpdateMessage] = []
             for raw in items:
                 msg = decode_message(_unhex(raw))
-                assert isinstance(
+                if not isinstance(
                     msg, (UpdateAddHtlc, UpdateFulfillHtlc, UpdateFailHtlc, UpdateFailMalformedHtlc, UpdateFee)
-                )
+                ):
+                    raise ValueError(f"snapshot: {type(msg).__name__} is not an update message")
                 out.append(msg)
             return out
 
@@ -219,8 +223,8 @@ class Commitments:
         *,
         next_remote: NextRemoteCommit | None = None,
         remote_next_point: PublicKey | None = None,
-        local_changes: _Log | None = None,
-        remote_changes: _Log | None = None,
+        local_changes: UpdateLog | None = None,
+        remote_changes: UpdateLog | None = None,
         local_next_htlc_id: int = 0,
         remote_next_htlc_id: int = 0,
         remote_secrets: ShachainStore | None = None,
@@ -235,8 +239,8 @@ class Commitments:
         self.remote_next_point = remote_next_point
         #: ``proposed`` / ``signed`` / ``acked``: see the module docstring. For the peer's
         #: updates ``signed`` means "in the peer commitment we signed, awaiting its revocation".
-        self.local_changes = local_changes or _Log()
-        self.remote_changes = remote_changes or _Log()
+        self.local_changes = local_changes or UpdateLog()
+        self.remote_changes = remote_changes or UpdateLog()
         self.local_next_htlc_id = local_next_htlc_id
         self.remote_next_htlc_id = remote_next_htlc_id
         self.remote_secrets = remote_secrets or ShachainStore()
@@ -730,7 +734,8 @@ class Commitments:
         next_remote = None
         if nr is not None:
             sent = decode_message(_unhex(nr["sent"]))
-            assert isinstance(sent, CommitmentSigned)
+            if not isinstance(sent, CommitmentSigned):
+                raise ValueError("snapshot: next_remote.sent is not a commitment_signed")
             next_remote = NextRemoteCommit(RemoteCommit.from_dict(nr["commit"]), sent)
         point = d["remote_next_point"]
         return cls(
@@ -740,8 +745,8 @@ class Commitments:
             RemoteCommit.from_dict(d["remote_commit"]),
             next_remote=next_remote,
             remote_next_point=None if point is None else _point(point),
-            local_changes=_Log.from_dict(d["local_changes"]),
-            remote_changes=_Log.from_dict(d["remote_changes"]),
+            local_changes=UpdateLog.from_dict(d["local_changes"]),
+            remote_changes=UpdateLog.from_dict(d["remote_changes"]),
             local_next_htlc_id=d["local_next_htlc_id"],
             remote_next_htlc_id=d["remote_next_htlc_id"],
             remote_secrets=ShachainStore.from_bytes(_unhex(d["remote_secrets"])),

@@ -39,7 +39,9 @@ from .effects import (
 from .keys import ChannelSecrets, derive_channel_keys
 from .messages import ChannelMessage, OpenChannel
 from .state import Channel, ChannelState
+from .resolver import delayed_sweep, justice_transaction, matching_revoked, to_remote_sweep
 from .store import ChannelStore
+from .transactions import ChannelType
 from .wire import ErrorMessage, Message
 
 if TYPE_CHECKING:
@@ -74,6 +76,8 @@ class ManagedChannel:
     listeners: list[trio.MemorySendChannel[Any]] = field(default_factory=list)
     published: LocalCommitmentPublished | None = None
     closing_txid: bytes | None = None
+    #: Sweeps still to confirm: (valid from height, transaction); rebroadcast every block until mined.
+    sweeps: list[tuple[int, Transaction]] = field(default_factory=list)
 
     @property
     def channel_id(self) -> bytes:
@@ -218,12 +222,16 @@ class ChannelManager:
                     if w.confirmed_height == height:
                         w.confirmed_height, w.tx_index = None, None
                     continue
+                if mc.sweeps:
+                    await self._broadcast_sweeps(mc, block, height)
                 for i, tx in enumerate(block.transactions):
                     if w.confirmed_height is None and tx.txid == w.outpoint.txid:
                         w.confirmed_height, w.tx_index = height, i
                     if w.spent_by is None and any(txin.prevout == w.outpoint for txin in tx.inputs):
                         w.spent_by = tx.txid
                         await self._funding_spent(mc, tx, height)
+                if mc.sweeps and w.spent_by is not None:
+                    await self._broadcast_sweeps(mc, Block(block.header, []), height)
                 if w.confirmed_height is not None and w.tx_index is not None and w.spent_by is None:
                     depth = height - w.confirmed_height + 1
                     scid = short_channel_id(w.confirmed_height, w.tx_index, w.outpoint.index)
@@ -234,16 +242,36 @@ class ChannelManager:
                     await self._apply(mc, effects)
 
     async def _funding_spent(self, mc: ManagedChannel, tx: Transaction, height: int) -> None:
-        """The funding output was spent: a mutual close, our commitment, or theirs (maybe revoked)."""
-        kind = "COOPERATIVE_CLOSE"
-        if mc.published is not None and tx.txid == mc.published.commitment_tx.txid:
+        """The funding output was spent: a mutual close, our commitment, or theirs (maybe revoked: punish)."""
+        secrets = self.secrets(mc.index)
+        dest = self.d.wallet.get_change_script()
+        feerate = max(await self.d.chain.estimate_fee_sat_kvb(2) // 4, 253)
+        anchors = mc.channel.channel_type is ChannelType.ANCHORS
+        if mc.published is None and mc.channel.state is ChannelState.FORCE_CLOSING and mc.channel.commitments:
+            _, mc.published = mc.channel.commitments.local_commitment_published()
+        if mc.channel.closing_tx is not None and tx.txid == mc.channel.closing_tx.txid or (
+            mc.closing_txid == tx.txid and mc.published is None
+        ):
+            kind = "COOPERATIVE_CLOSE"
+        elif mc.published is not None and tx.txid == mc.published.commitment_tx.txid:
             kind = "LOCAL_FORCE_CLOSE"
-        elif mc.channel.closing_tx is None or tx.txid != mc.channel.closing_tx.txid:
-            kind = "REMOTE_FORCE_CLOSE"
-            breach = self.d.breach_handler(mc, tx, height) if hasattr(self.d, "breach_handler") else None
-            if breach is not None:
+            sweep = delayed_sweep(mc.published, secrets, dest, feerate)
+            if sweep is not None:
+                mc.sweeps.append((height + mc.published.to_self_delay, sweep))
+        else:
+            record = matching_revoked(self.store.revoked(mc.channel_id), tx)
+            if record is not None:
                 kind = "BREACH_CLOSE"
-                await breach
+                justice = justice_transaction(record, tx, secrets, dest, feerate)
+                if justice is not None:
+                    log.warning("channel %s: revoked commitment %s broadcast by the peer; justice tx %s",
+                                mc.channel_id.hex(), tx.txid_hex(), justice.txid_hex())
+                    mc.sweeps.append((height, justice))
+            else:
+                kind = "REMOTE_FORCE_CLOSE"
+            sweep = to_remote_sweep(tx, secrets, anchors, dest, feerate)
+            if sweep is not None:
+                mc.sweeps.append((height + (1 if anchors else 0), sweep))
         mc.closing_txid = tx.txid
         summary = self.summary(mc)
         summary.update(closing_tx_hash=tx.txid_hex(), close_height=height, close_type=kind)
@@ -251,6 +279,22 @@ class ChannelManager:
         mc.notify(("closed", tx.txid, kind))
         self._publish(("closed", mc.channel_id, kind))
         log.info("channel %s closed on chain by %s (%s)", mc.channel_id.hex(), tx.txid_hex(), kind)
+
+    async def _broadcast_sweeps(self, mc: ManagedChannel, block: Block, height: int) -> None:
+        mined = {tx.txid for tx in block.transactions}
+        spent = {txin.prevout for tx in block.transactions for txin in tx.inputs}
+        remaining = []
+        for valid_from, sweep in mc.sweeps:
+            if sweep.txid in mined or any(txin.prevout in spent for txin in sweep.inputs):
+                continue  # confirmed (or its input was taken by someone else)
+            remaining.append((valid_from, sweep))
+            if height + 1 >= valid_from:
+                try:
+                    await self.d.broadcast(sweep)
+                    log.info("channel %s: broadcast sweep %s", mc.channel_id.hex(), sweep.txid_hex())
+                except Exception as e:
+                    log.info("sweep %s not accepted yet: %s", sweep.txid_hex(), e)
+        mc.sweeps = remaining
 
     # --- carrying out effects ---------------------------------------------------------------------------
 

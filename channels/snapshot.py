@@ -127,6 +127,7 @@ def channel_from_dict(cls: type[Channel], d: dict[str, Any], secrets: ChannelSec
     ch.closing_tx = None if d["closing_tx"] is None else Transaction.from_hex(d["closing_tx"])
     if d["closing_signed_sent"] is not None:
         sent = decode_message(bytes.fromhex(d["closing_signed_sent"]))
-        assert isinstance(sent, ClosingSigned)
+        if not isinstance(sent, ClosingSigned):
+            raise ValueError("snapshot: closing_signed_sent is not a closing_signed")
         ch.closing_signed_sent = sent
     return ch

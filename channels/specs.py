@@ -293,7 +293,8 @@ class Spec:
         htlcs = []
         for direction, raw in d["htlcs"]:
             add = decode_message(_unhex(raw))
-            assert isinstance(add, UpdateAddHtlc)
+            if not isinstance(add, UpdateAddHtlc):
+                raise ValueError("snapshot: an HTLC is not an update_add_htlc")
             htlcs.append(Htlc(HtlcDirection(direction), add))
         return cls(d["to_local_msat"], d["to_remote_msat"], d["feerate_per_kw"], tuple(htlcs))
 

@@ -83,3 +83,16 @@ def test_force_close(pair) -> None:
         ln.ChannelCloseSummary.REMOTE_FORCE_CLOSE
     assert alice.rpc.ClosedChannels(ln.ClosedChannelsRequest()).channels[0].close_type == \
         ln.ChannelCloseSummary.LOCAL_FORCE_CLOSE
+    # Bob's to_remote output is his at once (after 1 block with anchors): swept to his wallet.
+    chain.generate(2)
+    wait_for(lambda: bob.rpc.WalletBalance(ln.WalletBalanceRequest()).total_balance > 90_000, 30, "bob swept")
+    # Alice's to_local waits for to_self_delay (144 blocks) after the commitment confirms, then she sweeps it.
+    before = alice.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance
+    chain.generate(140)
+    wait_for(lambda: alice.rpc.GetInfo(ln.GetInfoRequest()).block_height == chain.height(), 30, "alice synced")
+    assert alice.rpc.WalletBalance(ln.WalletBalanceRequest()).total_balance == before  # still locked
+    chain.generate(5)
+    wait_for(lambda: chain.rpc.GetRawMempool(pb.GetRawMempoolRequest()).txids, 30, "alice's sweep broadcast")
+    chain.generate(1)
+    wait_for(lambda: alice.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance > before + 800_000, 30,
+             "alice swept her to_local")
