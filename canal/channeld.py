@@ -29,6 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--listen", type=int, default=0, help="peer port on 127.0.0.1 (0: any free port)")
     ap.add_argument("--rpcport", type=int, default=0, help="gRPC port on 127.0.0.1 (0: any free port)")
     ap.add_argument("--alias", default="")
+    ap.add_argument("--restore-seed", metavar="HEX",
+                    help="first start only: restore the node (wallet, node id, channel keys) from this seed")
     ap.add_argument("--debug", action="store_true")
     ns = ap.parse_args(argv)
     setup_logging(ns.datadir, "canal.channeld", ns.debug)
@@ -43,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             chain_rpc = read_rpc_endpoint(ns.chain_datadir)
         except (OSError, ValueError) as e:
             ap.error(f"cannot find the chain node's port in {ns.chain_datadir}: {e}")
-    node = ChannelNode(get_params(ns.chain), ns.datadir, ns.chain_datadir, chain_rpc, ns.listen, ns.rpcport, ns.alias)
+    node = ChannelNode(get_params(ns.chain), ns.datadir, ns.chain_datadir, chain_rpc, ns.listen, ns.rpcport, ns.alias,
+                restore_seed=bytes.fromhex(ns.restore_seed) if ns.restore_seed else None)
     try:
         trio.run(node.run)
     except (OSError, RuntimeError) as e:

@@ -93,3 +93,43 @@ CHANNEL_COMMANDS: list[Command] = [
     Command("closedchannels", "List all closed channels.", _no_args,
             lambda s, a: to_json(s.ClosedChannels(ln.ClosedChannelsRequest()))),
 ]
+
+
+def _exportchanbackup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--all", action="store_true", required=True, help="export every channel (the multi backup)")
+    p.add_argument("--output_file", default="", help="write the multi-channel backup to this file")
+
+
+def _exportchanbackup_run(stub: Any, a: argparse.Namespace) -> Any:
+    snap = stub.ExportAllChannelBackups(ln.ChanBackupExportRequest())
+    blob = bytes(snap.multi_chan_backup.multi_chan_backup)
+    if a.output_file:
+        with open(a.output_file, "wb") as f:
+            f.write(blob)
+    return {"chan_points": [f"{bytes(cp.funding_txid_bytes)[::-1].hex()}:{cp.output_index}"
+                            for cp in snap.multi_chan_backup.chan_points],
+            "multi_chan_backup": blob.hex()}
+
+
+def _restorechanbackup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--multi_file", default="", help="a file written by exportchanbackup --output_file")
+    p.add_argument("--multi_backup", default="", help="the multi-channel backup as hex")
+
+
+def _restorechanbackup_run(stub: Any, a: argparse.Namespace) -> Any:
+    if a.multi_file:
+        with open(a.multi_file, "rb") as f:
+            blob = f.read()
+    elif a.multi_backup:
+        blob = bytes.fromhex(a.multi_backup)
+    else:
+        raise SystemExit("[lncli] need --multi_file or --multi_backup")
+    return to_json(stub.RestoreChannelBackups(ln.RestoreChanBackupRequest(multi_chan_backup=blob)))
+
+
+CHANNEL_COMMANDS += [
+    Command("exportchanbackup", "Obtain a static channel back up for all channels.", _exportchanbackup,
+            _exportchanbackup_run),
+    Command("restorechanbackup", "Restore an existing single or multi-channel static channel backup.",
+            _restorechanbackup, _restorechanbackup_run),
+]

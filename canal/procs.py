@@ -150,10 +150,11 @@ class LightningProcess(DaemonProcess):
 
     kind = "channeld"
 
-    def __init__(self, datadir: Path, chain: ChainProcess, alias: str = "") -> None:
+    def __init__(self, datadir: Path, chain: ChainProcess, alias: str = "", extra_args: list[str] | None = None) -> None:
         super().__init__(datadir)
         self.chain = chain
         self.alias = alias or datadir.name
+        self.extra_args = list(extra_args or [])
 
     def command(self) -> list[str]:
         args = ["channeld", "--chain", self.chain.chain, "--datadir", str(self.datadir),
@@ -161,7 +162,7 @@ class LightningProcess(DaemonProcess):
                 "--alias", self.alias]
         if self.info.get("listen_port"):
             args += ["--listen", str(self.info["listen_port"])]
-        return args
+        return args + self.extra_args
 
     @property
     def pubkey(self) -> str:

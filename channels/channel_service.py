@@ -6,6 +6,7 @@ fields as lnd, backed by the `ChannelManager`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from base_chain.address import address_to_script
 from base_chain.tx import OutPoint
 from proto import lightning_pb2 as ln
 
+from .backup import BackupError, ChannelBackupRecord, decrypt_backups, encrypt_backups
 from .effects import ChannelError
 from .manager import ManagedChannel
 from .service import LightningServicer, LnRpcError, invalid
@@ -26,7 +28,7 @@ from .transactions import ChannelType
 if TYPE_CHECKING:
     from .node import ChannelNode
 
-__all__ = ["ChannelLightningServicer"]
+__all__ = ["ChannelLightningServicer", "BackupLightningServicer"]
 
 S = ChannelState
 _PENDING_OPEN = {S.WAIT_FOR_FUNDING_CREATED, S.WAIT_FOR_FUNDING_SIGNED, S.AWAITING_CHANNEL_READY}
@@ -319,3 +321,93 @@ class ChannelLightningServicer(LightningServicer):
                 ))
             return ln.ClosedChannelsResponse(channels=out)
         return self.run(context, fn)
+
+
+class BackupLightningServicer(ChannelLightningServicer):
+    """Static channel backups and channel events, as lnd serves them."""
+
+    def _seed(self) -> bytes:
+        return bytes.fromhex(self.d.wallet.seed_hex())
+
+    def ExportAllChannelBackups(self, request: ln.ChanBackupExportRequest, context: grpc.ServicerContext) -> ln.ChanBackupSnapshot:
+        async def fn() -> ln.ChanBackupSnapshot:
+            records = self.d.channels.backup_records()
+            seed = self._seed()
+            singles = []
+            points = []
+            for r in records:
+                point = ln.ChannelPoint(funding_txid_bytes=r.outpoint.txid, output_index=r.output_index)
+                points.append(point)
+                singles.append(ln.ChannelBackup(chan_point=point, chan_backup=encrypt_backups(seed, [r])))
+            return ln.ChanBackupSnapshot(
+                single_chan_backups=ln.ChannelBackups(chan_backups=singles),
+                multi_chan_backup=ln.MultiChanBackup(chan_points=points, multi_chan_backup=encrypt_backups(seed, records)),
+            )
+        return self.run(context, fn)
+
+    def _records(self, request: ln.RestoreChanBackupRequest) -> list[ChannelBackupRecord]:
+        seed = self._seed()
+        try:
+            if request.HasField("multi_chan_backup"):
+                return decrypt_backups(seed, bytes(request.multi_chan_backup))
+            return [r for b in request.chan_backups.chan_backups for r in decrypt_backups(seed, bytes(b.chan_backup))]
+        except BackupError as e:
+            raise invalid(str(e)) from None
+
+    def RestoreChannelBackups(self, request: ln.RestoreChanBackupRequest, context: grpc.ServicerContext) -> ln.RestoreBackupResponse:
+        async def fn() -> ln.RestoreBackupResponse:
+            records = self._records(request)
+            if not records:
+                raise invalid("no channel backups given")
+            try:
+                n = await self.d.channels.restore(records)
+            except ChannelError as e:
+                raise invalid(e.reason) from None
+            return ln.RestoreBackupResponse(num_restored=n)
+        return self.run(context, fn)
+
+    def VerifyChanBackup(self, request: ln.ChanBackupSnapshot, context: grpc.ServicerContext) -> ln.VerifyChanBackupResponse:
+        async def fn() -> ln.VerifyChanBackupResponse:
+            seed = self._seed()
+            try:
+                if request.HasField("multi_chan_backup"):
+                    decrypt_backups(seed, bytes(request.multi_chan_backup.multi_chan_backup))
+                for b in request.single_chan_backups.chan_backups:
+                    decrypt_backups(seed, bytes(b.chan_backup))
+            except BackupError as e:
+                raise invalid(str(e)) from None
+            return ln.VerifyChanBackupResponse()
+        return self.run(context, fn)
+
+    def SubscribeChannelEvents(self, request: ln.ChannelEventSubscription, context: grpc.ServicerContext) -> Iterator[ln.ChannelEventUpdate]:
+        async def subscribe() -> trio.MemoryReceiveChannel[Any]:
+            send, recv = trio.open_memory_channel[Any](1000)
+            self.d.channels.event_subscribers.append(send)
+            return recv
+
+        recv = self.run(context, subscribe)
+
+        async def next_event() -> Any:
+            with trio.move_on_after(1.0):
+                return await recv.receive()
+            return None
+
+        while context.is_active():
+            event = self.run(context, next_event)
+            if event is None:
+                continue
+            update = self.run(context, functools.partial(self._event_update, event))
+            if update is not None:
+                yield update
+
+    async def _event_update(self, event: Any) -> ln.ChannelEventUpdate | None:
+        kind, channel_id = event[0], event[1]
+        mc = self.d.channels.find(channel_id)
+        if kind == "open" and mc is not None and mc.channel.commitments is not None:
+            return ln.ChannelEventUpdate(type=ln.ChannelEventUpdate.OPEN_CHANNEL, open_channel=self._pb_channel(mc))
+        if kind == "closed" and mc is not None:
+            s = self.d.channels.summary(mc)
+            return ln.ChannelEventUpdate(type=ln.ChannelEventUpdate.CLOSED_CHANNEL, closed_channel=ln.ChannelCloseSummary(
+                channel_point=s.get("channel_point", ""), chan_id=s.get("chan_id", 0), remote_pubkey=s["remote_pubkey"],
+                capacity=s.get("capacity", 0), close_type=ln.ChannelCloseSummary.ClosureType.Value(event[2])))
+        return None

@@ -72,7 +72,9 @@ class LightningDaemon:
         rpc_port: int = 0,
         alias: str = "",
         clock: Callable[[], float] = time.time,
+        restore_seed: bytes | None = None,
     ) -> None:
+        self.restore_seed = restore_seed
         self.params = params
         self.datadir = datadir
         self.chain_datadir = chain_datadir
@@ -115,7 +117,7 @@ class LightningDaemon:
 
         self.datadir.mkdir(parents=True, exist_ok=True)
         self.trio_token = trio.lowlevel.current_trio_token()
-        self.wallet = Wallet.open(self.datadir / "wallet.sqlite", self.params)
+        self.wallet = Wallet.open(self.datadir / "wallet.sqlite", self.params, seed=self.restore_seed)
         self.node_key = node_key_from_seed(bytes.fromhex(self.wallet.seed_hex()))
         if not self.alias:
             self.alias = self.identity_pubkey[:20]
@@ -168,6 +170,10 @@ class LightningDaemon:
 
     def register_services(self, server: Any) -> None:
         """Extension point: more gRPC services (Router, Invoices) register here."""
+
+    def spawn(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run a background task in the daemon's nursery."""
+        self._nursery.start_soon(fn, *args)
 
     def request_stop(self) -> None:
         self._stop.set()

@@ -19,6 +19,7 @@ import trio
 from base_chain.block import Block
 from base_chain.tx import OutPoint, Transaction, TxOut
 
+from .backup import ChannelBackupRecord
 from .effects import (
     Broadcast,
     ChannelClosed,
@@ -50,6 +51,14 @@ if TYPE_CHECKING:
 __all__ = ["ChannelManager", "ManagedChannel", "FundingWatch", "short_channel_id"]
 
 log = logging.getLogger("canal.channels")
+
+
+def _channel_id(outpoint: OutPoint) -> bytes:
+    """BOLT 2: the funding txid with its last two bytes XORed with the output index."""
+    cid = bytearray(outpoint.txid)
+    cid[30] ^= outpoint.index >> 8
+    cid[31] ^= outpoint.index & 0xFF
+    return bytes(cid)
 
 
 def short_channel_id(height: int, tx_index: int, output_index: int) -> int:
@@ -102,6 +111,7 @@ class ChannelManager:
         self.on_incoming_htlc: Callable[[ManagedChannel, IncomingHtlc], Awaitable[None]] | None = None
         self.on_htlc_settled: Callable[[ManagedChannel, HtlcFulfilled | HtlcFailed], Awaitable[None]] | None = None
         self.event_subscribers: list[trio.MemorySendChannel[Any]] = []
+        self._recovery_sweeps: list[tuple[int, Transaction]] = []
 
     # --- lifecycle --------------------------------------------------------------------------------------
 
@@ -122,6 +132,74 @@ class ChannelManager:
                 mc.watch = FundingWatch(p.funding_outpoint, p.funding_script_pubkey, channel.minimum_depth)
             self.channels[channel.channel_id] = mc
         log.info("restored %d channels", len(self.channels))
+
+    # --- static channel backups ------------------------------------------------------------------
+
+    def backup_records(self) -> list[ChannelBackupRecord]:
+        known = self.store.peers()
+        out = []
+        for mc in self.channels.values():
+            c = mc.channel.commitments
+            if c is None or mc.closing_txid is not None or mc.channel.state is ChannelState.ABANDONED:
+                continue
+            op = c.params.funding_outpoint
+            out.append(ChannelBackupRecord(
+                chain_hash=self.d.params.genesis_hash.hex(), funding_txid=op.txid[::-1].hex(), output_index=op.index,
+                remote_pubkey=mc.peer.hex(), remote_address=known.get(mc.peer, ""), channel_index=mc.index,
+                is_funder=mc.channel.is_funder, capacity_sat=c.params.funding_sat,
+                anchors=mc.channel.channel_type is ChannelType.ANCHORS,
+            ))
+        return out
+
+    async def restore(self, records: list[ChannelBackupRecord]) -> int:
+        """Remember each backed-up channel, then ask its peer to force-close so we can sweep our output."""
+        restored = 0
+        if records:
+            self.store.reserve_indices_through(max(r.channel_index for r in records))
+        for r in records:
+            if r.chain_hash != self.d.params.genesis_hash.hex():
+                raise ChannelError(f"backup of {r.channel_point} is for another chain")
+            if self.find(_channel_id(r.outpoint)) is not None:
+                continue
+            if self.store.add_recovery(r.channel_point, asdict(r)):
+                restored += 1
+            self.d.spawn(self._ask_force_close, r)
+        return restored
+
+    async def _ask_force_close(self, r: ChannelBackupRecord) -> None:
+        host, _, port = r.remote_address.rpartition(":")
+        for _ in range(30):
+            peer = self.d.peers.get(r.remote_pubkey)
+            if peer is None and host:
+                try:
+                    await self.d.connect_peer(r.remote_pubkey, host, int(port))
+                except Exception as e:  # the peer may be offline: keep trying for a while
+                    log.info("restore: cannot reach %s yet: %s", r.remote_pubkey, e)
+                peer = self.d.peers.get(r.remote_pubkey)
+            if peer is not None:
+                text = b"restored from a static channel backup: please force-close"
+                await peer.link.send(ErrorMessage(_channel_id(r.outpoint), text))
+                log.info("restore: asked %s to force-close %s", r.remote_pubkey, r.channel_point)
+                return
+            await trio.sleep(2)
+
+    async def _check_recoveries(self, block: Block, height: int) -> None:
+        pending = [(ChannelBackupRecord(**rec), swept) for rec, swept in self.store.recoveries() if swept is None]
+        if not pending:
+            return
+        for tx in block.transactions:
+            for r, _ in pending:
+                if any(txin.prevout == r.outpoint for txin in tx.inputs):
+                    feerate = max(await self.d.chain.estimate_fee_sat_kvb(2) // 4, 253)
+                    sweep = to_remote_sweep(tx, self.secrets(r.channel_index), r.anchors,
+                                            self.d.wallet.get_change_script(), feerate)
+                    if sweep is None:
+                        self.store.recovery_swept(r.channel_point, "nothing-to-sweep")
+                        continue
+                    log.info("restore: %s closed by %s; sweeping our output with %s", r.channel_point, tx.txid_hex(),
+                             sweep.txid_hex())
+                    self.store.recovery_swept(r.channel_point, sweep.txid_hex())
+                    self._recovery_sweeps.append((height + (1 if r.anchors else 0), sweep))
 
     def for_peer(self, peer: bytes) -> list[ManagedChannel]:
         return [mc for mc in self.channels.values() if mc.peer == peer]
@@ -214,6 +292,10 @@ class ChannelManager:
 
     async def block_changed(self, block: Block, height: int, connected: bool) -> None:
         async with self._lock:
+            if connected:
+                if self._recovery_sweeps:
+                    self._recovery_sweeps = await self._broadcast_sweeps(self._recovery_sweeps, block, height)
+                await self._check_recoveries(block, height)
             for mc in list(self.channels.values()):
                 w = mc.watch
                 if w is None:
@@ -223,7 +305,7 @@ class ChannelManager:
                         w.confirmed_height, w.tx_index = None, None
                     continue
                 if mc.sweeps:
-                    await self._broadcast_sweeps(mc, block, height)
+                    mc.sweeps = await self._broadcast_sweeps(mc.sweeps, block, height)
                 for i, tx in enumerate(block.transactions):
                     if w.confirmed_height is None and tx.txid == w.outpoint.txid:
                         w.confirmed_height, w.tx_index = height, i
@@ -231,7 +313,7 @@ class ChannelManager:
                         w.spent_by = tx.txid
                         await self._funding_spent(mc, tx, height)
                 if mc.sweeps and w.spent_by is not None:
-                    await self._broadcast_sweeps(mc, Block(block.header, []), height)
+                    mc.sweeps = await self._broadcast_sweeps(mc.sweeps, Block(block.header, []), height)
                 if w.confirmed_height is not None and w.tx_index is not None and w.spent_by is None:
                     depth = height - w.confirmed_height + 1
                     scid = short_channel_id(w.confirmed_height, w.tx_index, w.outpoint.index)
@@ -280,21 +362,24 @@ class ChannelManager:
         self._publish(("closed", mc.channel_id, kind))
         log.info("channel %s closed on chain by %s (%s)", mc.channel_id.hex(), tx.txid_hex(), kind)
 
-    async def _broadcast_sweeps(self, mc: ManagedChannel, block: Block, height: int) -> None:
+    async def _broadcast_sweeps(
+        self, sweeps: list[tuple[int, Transaction]], block: Block, height: int
+    ) -> list[tuple[int, Transaction]]:
+        """Broadcast the sweeps that are valid by the next block; return those not yet confirmed."""
         mined = {tx.txid for tx in block.transactions}
         spent = {txin.prevout for tx in block.transactions for txin in tx.inputs}
         remaining = []
-        for valid_from, sweep in mc.sweeps:
+        for valid_from, sweep in sweeps:
             if sweep.txid in mined or any(txin.prevout in spent for txin in sweep.inputs):
                 continue  # confirmed (or its input was taken by someone else)
             remaining.append((valid_from, sweep))
             if height + 1 >= valid_from:
                 try:
                     await self.d.broadcast(sweep)
-                    log.info("channel %s: broadcast sweep %s", mc.channel_id.hex(), sweep.txid_hex())
+                    log.info("broadcast sweep %s", sweep.txid_hex())
                 except Exception as e:
                     log.info("sweep %s not accepted yet: %s", sweep.txid_hex(), e)
-        mc.sweeps = remaining
+        return remaining
 
     # --- carrying out effects ---------------------------------------------------------------------------
 

@@ -35,9 +35,9 @@ class ChannelNode(LightningDaemon):
         self.block_handlers.append(self.channels.block_changed)
 
     def servicer_class(self) -> type[Any]:
-        from .channel_service import ChannelLightningServicer
+        from .channel_service import BackupLightningServicer
 
-        return ChannelLightningServicer
+        return BackupLightningServicer
 
     async def started(self) -> None:
         """Reconnect to every peer we have an open channel with, as lnd does, until it answers."""

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS closed (
 );
 CREATE TABLE IF NOT EXISTS peers (pubkey BLOB PRIMARY KEY, address TEXT NOT NULL, last_seen INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS recoveries (channel_point TEXT PRIMARY KEY, record TEXT NOT NULL, swept_by TEXT);
 """
 
 
@@ -85,6 +86,14 @@ class ChannelStore:
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_channel_index', ?)", (str(index + 1),))
         return index
 
+    def reserve_indices_through(self, index: int) -> None:
+        """Never hand out key index `index` or below again (after restoring channels that used them)."""
+        with self._transaction():
+            row = self.conn.execute("SELECT value FROM meta WHERE key = 'next_channel_index'").fetchone()
+            current = int(row[0]) if row else 0
+            if current <= index:
+                self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_channel_index', ?)", (str(index + 1),))
+
     def save_channel(self, channel_id: bytes, peer: bytes, channel_index: int, state: bytes,
                      old_id: bytes | None = None) -> None:
         """Write a channel's snapshot (renaming it from its temporary id when the real one is known)."""
@@ -126,3 +135,17 @@ class ChannelStore:
 
     def peers(self) -> dict[bytes, str]:
         return {bytes(k): str(a) for k, a in self.conn.execute("SELECT pubkey, address FROM peers")}
+
+    # --- channels restored from a static backup ---------------------------------------------------
+
+    def add_recovery(self, channel_point: str, record: dict[str, Any]) -> bool:
+        cur = self.conn.execute("INSERT OR IGNORE INTO recoveries (channel_point, record) VALUES (?, ?)",
+                                (channel_point, json.dumps(record)))
+        return cur.rowcount == 1
+
+    def recoveries(self) -> list[tuple[dict[str, Any], str | None]]:
+        rows = self.conn.execute("SELECT record, swept_by FROM recoveries").fetchall()
+        return [(json.loads(r), s) for r, s in rows]
+
+    def recovery_swept(self, channel_point: str, txid: str) -> None:
+        self.conn.execute("UPDATE recoveries SET swept_by = ? WHERE channel_point = ?", (txid, channel_point))

@@ -96,3 +96,40 @@ def test_force_close(pair) -> None:
     chain.generate(1)
     wait_for(lambda: alice.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance > before + 800_000, 30,
              "alice swept her to_local")
+
+
+def test_static_backup_restore_recovers_funds(pair, tmp_path: Path) -> None:
+    import shutil
+
+    from base_chain.params import get_params
+    from base_chain.wallet import Wallet
+
+    chain, alice, bob = pair
+    _open(chain, alice, bob, push=150_000)
+    snap = bob.rpc.ExportAllChannelBackups(ln.ChanBackupExportRequest())
+    blob = bytes(snap.multi_chan_backup.multi_chan_backup)
+    assert len(snap.multi_chan_backup.chan_points) == 1
+    bob.rpc.VerifyChanBackup(snap)
+    # Bob loses his data directory; he kept his seed and the backup.
+    bob.stop()
+    wallet = Wallet.open(bob.datadir / "wallet.sqlite", get_params("regtest"))
+    seed = wallet.seed_hex()
+    wallet.close()
+    shutil.rmtree(bob.datadir)
+    fresh = LightningProcess(tmp_path / "bob-restored", chain, alias="bob", extra_args=["--restore-seed", seed]).start()
+    try:
+        assert fresh.pubkey == bob.pubkey  # the node id comes from the seed
+        restored = fresh.rpc.RestoreChannelBackups(ln.RestoreChanBackupRequest(multi_chan_backup=blob))
+        assert restored.num_restored == 1
+        fresh.rpc.ConnectPeer(ln.ConnectPeerRequest(addr=ln.LightningAddress(
+            pubkey=alice.pubkey, host=f"127.0.0.1:{alice.info['listen_port']}")))
+        # Alice force-closes on bob's request; bob sweeps his to_remote output with a key from his seed.
+        wait_for(lambda: len(chain.rpc.GetRawMempool(pb.GetRawMempoolRequest()).txids) >= 1, 30, "alice's commitment")
+        chain.generate(1)
+        chain.generate(1)
+        wait_for(lambda: len(chain.rpc.GetRawMempool(pb.GetRawMempoolRequest()).txids) >= 1, 30, "bob's sweep")
+        chain.generate(1)
+        wait_for(lambda: fresh.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance > 140_000, 30,
+                 "bob recovered his balance")
+    finally:
+        fresh.stop()
