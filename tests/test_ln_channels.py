@@ -133,3 +133,43 @@ def test_static_backup_restore_recovers_funds(pair, tmp_path: Path) -> None:
                  "bob recovered his balance")
     finally:
         fresh.stop()
+
+
+def test_bad_peer_gets_errors_and_the_node_keeps_working(pair) -> None:
+    import trio
+
+    from base_chain.crypto import PrivateKey, PublicKey
+    from base_chain.params import get_params
+    from channels.messages import UpdateAddHtlc
+    from channels.peer import PeerLinkError, connect
+    from channels.wire import ErrorMessage
+
+    chain, alice, bob = pair
+    _open(chain, alice, bob)
+    genesis = get_params("regtest").genesis_hash
+
+    async def misbehave() -> list[str]:
+        seen: list[str] = []
+        link = await connect("127.0.0.1", alice.info["listen_port"], PrivateKey.generate(),
+                             PublicKey.from_bytes(bytes.fromhex(alice.pubkey)), genesis)
+        # An HTLC for a channel that does not exist: an error for that channel, the connection lives.
+        await link.send(UpdateAddHtlc(bytes(32), 0, 1000, bytes(32), 500, bytes(1366)))
+        with trio.fail_after(10):
+            msg = await link.receive()
+        assert isinstance(msg, ErrorMessage)
+        seen.append(msg.printable_data())
+        # Garbage inside a valid encrypted frame: the connection is closed.
+        await link.stream.send_all(link.transport.encrypt(b"\x00\x20\x01\x02"))
+        try:
+            with trio.fail_after(10):
+                while True:
+                    await link.receive()
+        except PeerLinkError as e:
+            seen.append(e.reason)
+        return seen
+
+    seen = trio.run(misbehave)
+    assert "unknown channel" in seen[0]
+    assert alice.rpc.GetInfo(ln.GetInfoRequest()).num_active_channels == 1
+    chans = alice.rpc.ListChannels(ln.ListChannelsRequest(active_only=True)).channels
+    assert len(chans) == 1 and chans[0].remote_pubkey == bob.pubkey
