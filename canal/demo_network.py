@@ -98,7 +98,20 @@ def network_demo(console: Console, keep: bool = False) -> tuple[bool, dict[str, 
                 ln.ConnectPeerRequest(addr=ln.LightningAddress(pubkey=bob.pubkey,
                                                                host=f"127.0.0.1:{bob.info['listen_port']}"))),
                 wait_for(lambda: len(bob.rpc.ListPeers(ln.ListPeersRequest()).peers) == 1, 20, "peer")))
+            cp = n.step("alice opens a 1,000,000 sat channel to bob, pushing 100,000 (BOLT 2 funding flow)",
+                        lambda: alice.rpc.OpenChannelSync(ln.OpenChannelRequest(
+                            node_pubkey=bytes.fromhex(bob.pubkey), local_funding_amount=1_000_000, push_sat=100_000,
+                            sat_per_vbyte=2)))
+            n.step("mine 3 blocks (minimum_depth); channel_ready both ways", lambda: (a1.generate(3), wait_for(
+                lambda: len(bob.rpc.ListChannels(ln.ListChannelsRequest(active_only=True)).channels) == 1, 30,
+                "channel active")))
+            if cp is not None:
+                ch = alice.rpc.ListChannels(ln.ListChannelsRequest()).channels[0]
+                console.print(f"   channel {ch.channel_point} chan_id {ch.chan_id}: alice {ch.local_balance} sat, "
+                              f"bob {ch.remote_balance} sat ({'anchors' if ch.commitment_type == ln.ANCHORS else 'static_remotekey'})")
+                n.step("cooperative close (shutdown, closing_signed negotiation) and confirm", lambda: _close(a1, alice, cp))
             balances["alice (on-chain)"] = _coins(alice.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance)
+            balances["bob (on-chain)"] = _coins(bob.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance)
 
         table = Table(title="balances (coins)")
         table.add_column("wallet")
@@ -133,6 +146,14 @@ def _expect_refusal(call: Callable[[], Any]) -> None:
             return
         raise
     raise AssertionError("the beta node accepted an alpha address")
+
+
+def _close(chain: ChainProcess, node: LightningProcess, cp: Any) -> None:
+    stream = node.rpc.CloseChannel(ln.CloseChannelRequest(channel_point=cp))
+    next(stream)
+    chain.generate(1)
+    next(stream)
+    wait_for(lambda: node.rpc.ClosedChannels(ln.ClosedChannelsRequest()).channels, 30, "closed")
 
 
 def _start_ln(root: Path, name: str, chain: ChainProcess, procs: list[Any]) -> LightningProcess:
