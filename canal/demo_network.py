@@ -85,7 +85,12 @@ def network_demo(console: Console, keep: bool = False) -> tuple[bool, dict[str, 
             bal = p.rpc.GetBalance(pb.GetBalanceRequest())
             balances[name] = _coins(bal.confirmed_sat)
 
-        console.rule("[bold]3. Lightning nodes: lnd's API on Canal")
+        console.rule("[bold]3. An atomic swap between alpha and beta (canal swap, like decred's atomicswap)")
+        from .demo_swap import swap_demo
+
+        swap_demo(n, root, a1, a2, b1)
+
+        console.rule("[bold]4. Lightning nodes: lnd's API on Canal")
         alice = n.step("start Lightning node alice on alpha (canal channeld)", lambda: _start_ln(root, "alice", a1, procs))
         bob = n.step("start Lightning node bob on alpha", lambda: _start_ln(root, "bob", a1, procs))
         if alice and bob:
