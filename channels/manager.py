@@ -389,12 +389,11 @@ class ChannelManager:
             eff = queue.pop(0)
             if isinstance(eff, Persist):
                 old = mc.channel.temporary_channel_id
-                self.store.save_channel(eff.channel_id, mc.peer, mc.index, eff.state, old_id=old)
+                revoked = None if eff.revoked is None else (eff.revoked.commitment_number, _revoked_dict(eff.revoked))
+                self.store.save_channel(eff.channel_id, mc.peer, mc.index, eff.state, old_id=old, revoked=revoked)
                 if eff.channel_id != old and old in self.channels:
                     del self.channels[old]
                 self.channels[eff.channel_id] = mc
-                if eff.revoked is not None:
-                    self.store.add_revoked(eff.channel_id, eff.revoked.commitment_number, _revoked_dict(eff.revoked))
             elif isinstance(eff, SendMessage):
                 peer = self.d.peers.get(mc.peer.hex())
                 if peer is not None:

@@ -95,9 +95,16 @@ class ChannelStore:
                 self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_channel_index', ?)", (str(index + 1),))
 
     def save_channel(self, channel_id: bytes, peer: bytes, channel_index: int, state: bytes,
-                     old_id: bytes | None = None) -> None:
-        """Write a channel's snapshot (renaming it from its temporary id when the real one is known)."""
+                     old_id: bytes | None = None, revoked: tuple[int, dict[str, Any]] | None = None) -> None:
+        """Write a channel's snapshot (renaming it from its temporary id when the real one is known).
+
+        `revoked` (commitment number, watcher data) is stored in the same transaction, so a state
+        that has accepted a revocation is never on disk without what punishes that commitment.
+        """
         with self._transaction():
+            if revoked is not None:
+                self.conn.execute("INSERT OR IGNORE INTO revoked VALUES (?, ?, ?)",
+                                  (channel_id, revoked[0], json.dumps(revoked[1])))
             if old_id is not None and old_id != channel_id:
                 self.conn.execute("DELETE FROM channels WHERE channel_id = ?", (old_id,))
             self.conn.execute(
