@@ -177,3 +177,11 @@ class LightningProcess(DaemonProcess):
         from proto import lightning_pb2_grpc as ln_grpc
 
         return self._stub_for(ln_grpc.LightningStub)
+
+    @property
+    def router(self) -> Any:
+        """lnd's routerrpc.Router on the same connection."""
+        from proto import router_pb2_grpc
+
+        self.rpc  # opens the channel
+        return router_pb2_grpc.RouterStub(self._channel)
