@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 import os
 import signal
 import subprocess
@@ -32,7 +33,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "c
         time.sleep(0.05)
 
 
-class DaemonProcess:
+class DaemonProcess(ABC):
     """A `canal <daemon>` child process that writes node.json into its data dir once it serves."""
 
     kind = "daemon"
@@ -44,8 +45,9 @@ class DaemonProcess:
         self._channel: grpc.Channel | None = None
         self._stub: Any = None
 
+    @abstractmethod
     def command(self) -> list[str]:
-        raise NotImplementedError
+        """The `canal` sub-command and arguments that start this daemon."""
 
     def start(self, timeout: float = 60.0) -> Any:
         self.datadir.mkdir(parents=True, exist_ok=True)
