@@ -18,7 +18,7 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from channels.node import ChannelNode
+    from htlc.node import PaymentNode
 
     ap = argparse.ArgumentParser(prog="canal channeld", description="Run a Canal Lightning node.")
     ap.add_argument("--chain", choices=chain_names(), default="regtest")
@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             chain_rpc = read_rpc_endpoint(ns.chain_datadir)
         except (OSError, ValueError) as e:
             ap.error(f"cannot find the chain node's port in {ns.chain_datadir}: {e}")
-    node = ChannelNode(get_params(ns.chain), ns.datadir, ns.chain_datadir, chain_rpc, ns.listen, ns.rpcport, ns.alias,
+    node = PaymentNode(get_params(ns.chain), ns.datadir, ns.chain_datadir, chain_rpc, ns.listen, ns.rpcport, ns.alias,
                 restore_seed=bytes.fromhex(ns.restore_seed) if ns.restore_seed else None)
     try:
         trio.run(node.run)

@@ -98,11 +98,20 @@ COMMANDS: list[Command] = [
 
 def extra_commands() -> list[Command]:
     """Channel and payment commands live beside their services."""
+    commands: list[Command] = []
     try:
         from .ln_channels import CHANNEL_COMMANDS
+
+        commands += CHANNEL_COMMANDS
     except ImportError:
-        return []
-    return CHANNEL_COMMANDS
+        pass
+    try:
+        from .ln_payments import PAYMENT_COMMANDS
+
+        commands += PAYMENT_COMMANDS
+    except ImportError:
+        pass
+    return commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:

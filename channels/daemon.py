@@ -113,8 +113,6 @@ class LightningDaemon:
     # --- lifecycle --------------------------------------------------------------------------------------------
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        from .service import LN_PERMISSIONS
-
         self.datadir.mkdir(parents=True, exist_ok=True)
         self.trio_token = trio.lowlevel.current_trio_token()
         self.wallet = Wallet.open(self.datadir / "wallet.sqlite", self.params, seed=self.restore_seed)
@@ -135,7 +133,7 @@ class LightningDaemon:
                 listeners = await trio.open_tcp_listeners(self.want_listen_port, host="127.0.0.1")
                 self.listen_port = listeners[0].socket.getsockname()[1]
                 nursery.start_soon(trio.serve_listeners, self._serve_inbound, listeners)
-                server, self.rpc_port = make_server(self.datadir, self.want_rpc_port, [], LN_PERMISSIONS, max_workers=32)
+                server, self.rpc_port = make_server(self.datadir, self.want_rpc_port, [], self.permissions(), max_workers=32)
                 ln_grpc.add_LightningServicer_to_server(self.servicer_class()(self), server)
                 self.register_services(server)
                 server.start()
@@ -170,6 +168,12 @@ class LightningDaemon:
 
     def register_services(self, server: Any) -> None:
         """Extension point: more gRPC services (Router, Invoices) register here."""
+
+    def permissions(self) -> dict[str, set[str]]:
+        """Extension point: the macaroon permissions of every gRPC method served (a layer adds its own)."""
+        from .service import LN_PERMISSIONS
+
+        return dict(LN_PERMISSIONS)
 
     def spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run a background task in the daemon's nursery."""

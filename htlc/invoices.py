@@ -1,0 +1,478 @@
+"""The node's invoice registry: invoices it issued (and keysends it received), durable in sqlite.
+
+``invoices.sqlite`` in the node's data dir (WAL, synchronous=FULL, see
+:func:`base_chain.store.open_db`). Every method that changes an invoice is one
+sqlite transaction, so when it returns the change is on disk: the payment layer
+calls :meth:`InvoiceRegistry.settle` *before* it hands the preimage to the
+channel (persist before you promise), and a crash in between is repaired on
+restart by replaying the still-unresolved HTLC (see :mod:`htlc.receive`).
+
+States and their numbers are lnd's (``lnrpc.Invoice.InvoiceState``):
+``OPEN`` 0 -> ``SETTLED`` 1 (paid) or ``CANCELED`` 2; ``ACCEPTED`` 3 is a
+hold invoice's "HTLC held, not settled yet" (Canal issues no hold invoices yet,
+so it never enters it, but reads and reports it).
+
+Choices, as lnd makes them:
+
+- default expiry 86400 s (lnd's AddInvoice default; BOLT 11's absent-``x``
+  default is 3600, so the ``x`` field is always written);
+- default ``min_final_cltv_expiry_delta`` 80 blocks (lnd's
+  ``DefaultBitcoinTimeLockDelta``; BOLT 11's absent-``c`` default, 18, is the
+  smallest value accepted and the one used for keysend);
+- features: ``var_onion_optin`` (8) and ``payment_secret`` (14), both
+  required. ``basic_mpp`` is *not* offered: Canal settles single-part
+  payments only (an MPP set would need the HTLCs held until they add up).
+
+No clock is read here: callers pass ``now`` (unix seconds).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from base_chain.crypto import PrivateKey
+from base_chain.hashes import sha256
+from base_chain.store import open_db
+
+from .invoice import Invoice, InvoiceError, encode_invoice
+
+__all__ = [
+    "DEFAULT_CLTV_EXPIRY_DELTA",
+    "DEFAULT_INVOICE_EXPIRY",
+    "INVOICE_FEATURES",
+    "MAX_CLTV_EXPIRY_DELTA",
+    "MAX_MEMO_BYTES",
+    "MIN_CLTV_EXPIRY_DELTA",
+    "DuplicateInvoice",
+    "InvoiceHtlc",
+    "InvoiceHtlcState",
+    "InvoiceNotFound",
+    "InvoiceRecord",
+    "InvoiceRegistry",
+    "InvoiceRegistryError",
+    "InvoiceState",
+]
+
+DEFAULT_INVOICE_EXPIRY = 86400
+"""Seconds an invoice is payable when AddInvoice gives no expiry (lnd's default)."""
+DEFAULT_CLTV_EXPIRY_DELTA = 80
+"""The ``c`` field written when AddInvoice gives none (lnd's ``DefaultBitcoinTimeLockDelta``)."""
+MIN_CLTV_EXPIRY_DELTA = 18
+"""The smallest final CLTV delta accepted (BOLT 11's default; lnd's ``routing.MinCLTVDelta``)."""
+MAX_CLTV_EXPIRY_DELTA = 0xFFFF
+MAX_MEMO_BYTES = 639
+"""A ``d`` field holds at most 639 bytes (10-bit length of 5-bit words)."""
+MAX_EXPIRY = 365 * 24 * 3600
+INVOICE_FEATURES = (1 << 8) | (1 << 14)
+"""var_onion_optin and payment_secret, both required (see the module docstring on basic_mpp)."""
+
+
+class InvoiceState(enum.IntEnum):
+    """lnd's ``lnrpc.Invoice.InvoiceState``."""
+
+    OPEN = 0
+    SETTLED = 1
+    CANCELED = 2
+    ACCEPTED = 3
+
+
+class InvoiceHtlcState(enum.IntEnum):
+    """lnd's ``lnrpc.InvoiceHTLCState``."""
+
+    ACCEPTED = 0
+    SETTLED = 1
+    CANCELED = 2
+
+
+class InvoiceRegistryError(Exception):
+    """An invoice operation was refused; ``reason`` says why (lnd's wording where lnd has one)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class DuplicateInvoice(InvoiceRegistryError):
+    pass
+
+
+class InvoiceNotFound(InvoiceRegistryError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceHtlc:
+    """An HTLC that paid (part of) an invoice; ``(channel_id, htlc_id)`` identifies it."""
+
+    channel_id: bytes
+    short_channel_id: int
+    htlc_id: int
+    amount_msat: int
+    accept_height: int
+    accept_time: int
+    expiry_height: int
+    state: InvoiceHtlcState = InvoiceHtlcState.SETTLED
+    resolve_time: int = 0
+    mpp_total_msat: int = 0
+    custom_records: tuple[tuple[int, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRecord:
+    """One stored invoice. ``value_msat`` 0 means "any amount"; keysends have no payment request."""
+
+    add_index: int
+    payment_hash: bytes
+    preimage: bytes | None
+    payment_secret: bytes
+    value_msat: int
+    memo: str
+    description_hash: bytes | None
+    payment_request: str
+    creation_date: int
+    expiry: int
+    cltv_expiry: int
+    state: InvoiceState
+    settle_index: int = 0
+    settle_date: int = 0
+    amt_paid_msat: int = 0
+    is_keysend: bool = False
+    private: bool = False
+    features: int = INVOICE_FEATURES
+    htlcs: tuple[InvoiceHtlc, ...] = field(default=())
+
+    def is_expired(self, now: int) -> bool:
+        return now > self.creation_date + self.expiry
+
+    def paid_by(self, channel_id: bytes, htlc_id: int) -> bool:
+        """Whether this HTLC is one that settled the invoice (a replay after a restart)."""
+        return any(h.channel_id == channel_id and h.htlc_id == htlc_id for h in self.htlcs)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS invoices (
+    add_index INTEGER PRIMARY KEY AUTOINCREMENT,
+    payment_hash BLOB NOT NULL UNIQUE,
+    preimage BLOB,
+    payment_secret BLOB NOT NULL,
+    value_msat INTEGER NOT NULL,
+    memo TEXT NOT NULL,
+    description_hash BLOB,
+    payment_request TEXT NOT NULL,
+    creation_date INTEGER NOT NULL,
+    expiry INTEGER NOT NULL,
+    cltv_expiry INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    settle_index INTEGER UNIQUE,
+    settle_date INTEGER NOT NULL DEFAULT 0,
+    amt_paid_msat INTEGER NOT NULL DEFAULT 0,
+    is_keysend INTEGER NOT NULL DEFAULT 0,
+    private INTEGER NOT NULL DEFAULT 0,
+    features INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS invoices_by_secret ON invoices (payment_secret);
+CREATE TABLE IF NOT EXISTS invoice_htlcs (
+    payment_hash BLOB NOT NULL REFERENCES invoices (payment_hash),
+    channel_id BLOB NOT NULL,
+    short_channel_id INTEGER NOT NULL,
+    htlc_id INTEGER NOT NULL,
+    amount_msat INTEGER NOT NULL,
+    accept_height INTEGER NOT NULL,
+    accept_time INTEGER NOT NULL,
+    expiry_height INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    resolve_time INTEGER NOT NULL,
+    mpp_total_msat INTEGER NOT NULL,
+    custom_records TEXT NOT NULL,
+    PRIMARY KEY (channel_id, htlc_id)
+);
+"""
+
+_COLUMNS = (
+    "add_index, payment_hash, preimage, payment_secret, value_msat, memo, description_hash, payment_request, "
+    "creation_date, expiry, cltv_expiry, state, settle_index, settle_date, amt_paid_msat, is_keysend, private, features"
+)
+
+
+class InvoiceRegistry:
+    """Invoices in sqlite (see the module docstring). ``listeners`` hear every added or changed invoice."""
+
+    def __init__(self, path: Path | str, node_key: PrivateKey, prefix: str) -> None:
+        self.conn = open_db(path)
+        self.conn.executescript(_SCHEMA)
+        self.node_key = node_key
+        self.prefix = prefix
+        #: Called (on the caller's thread) with the new state of an invoice after each durable change.
+        self.listeners: list[Callable[[InvoiceRecord], None]] = []
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def _notify(self, record: InvoiceRecord) -> None:
+        for listener in list(self.listeners):
+            listener(record)
+
+    # --- adding --------------------------------------------------------------------------------------
+
+    def add(
+        self,
+        *,
+        now: int,
+        value_msat: int = 0,
+        memo: str = "",
+        description_hash: bytes | None = None,
+        expiry: int = 0,
+        cltv_expiry: int = 0,
+        preimage: bytes | None = None,
+        private: bool = False,
+    ) -> InvoiceRecord:
+        """Issue an invoice: random preimage (unless given) and payment secret, signed with the node key.
+
+        ``expiry`` / ``cltv_expiry`` 0 take the defaults. InvoiceRegistryError for a bad argument,
+        DuplicateInvoice when the payment hash is already used.
+        """
+        if value_msat < 0:
+            raise InvoiceRegistryError("payment of negative value is not allowed")
+        memo_bytes = len(memo.encode("utf-8"))
+        if memo_bytes > MAX_MEMO_BYTES:
+            raise InvoiceRegistryError(f"memo too large: {memo_bytes} bytes (maxsize={MAX_MEMO_BYTES})")
+        if description_hash is not None and len(description_hash) != 32:
+            raise InvoiceRegistryError(f"description hash is {len(description_hash)} bytes, must be 32")
+        if expiry < 0 or expiry > MAX_EXPIRY:
+            raise InvoiceRegistryError(f"expiry of {expiry} seconds is outside 0..{MAX_EXPIRY}")
+        cltv = cltv_expiry or DEFAULT_CLTV_EXPIRY_DELTA
+        if cltv < MIN_CLTV_EXPIRY_DELTA:
+            raise InvoiceRegistryError(f"CLTV delta of {cltv} must be greater than minimum of {MIN_CLTV_EXPIRY_DELTA}")
+        if cltv > MAX_CLTV_EXPIRY_DELTA:
+            raise InvoiceRegistryError(f"CLTV delta of {cltv} is too large, max accepted is: {MAX_CLTV_EXPIRY_DELTA}")
+        if preimage is not None and len(preimage) != 32:
+            raise InvoiceRegistryError(f"payment preimage must be exactly 32 bytes, is {len(preimage)}")
+        preimage = os.urandom(32) if preimage is None else preimage
+        payment_hash = sha256(preimage)
+        secret = os.urandom(32)
+        expiry = expiry or DEFAULT_INVOICE_EXPIRY
+        try:
+            invoice = Invoice(
+                prefix=self.prefix, amount_msat=value_msat or None, timestamp=now, payment_hash=payment_hash,
+                payment_secret=secret, description=None if description_hash is not None else memo,
+                description_hash=description_hash, expiry=expiry, min_final_cltv_expiry_delta=cltv,
+                features=INVOICE_FEATURES,
+            )
+            payment_request = encode_invoice(invoice, self.node_key)
+        except InvoiceError as e:
+            raise InvoiceRegistryError(e.reason) from None
+        try:
+            with self._tx() as db:
+                cur = db.execute(
+                    "INSERT INTO invoices (payment_hash, preimage, payment_secret, value_msat, memo, description_hash,"
+                    " payment_request, creation_date, expiry, cltv_expiry, state, private, features)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (payment_hash, preimage, secret, value_msat, memo, description_hash, payment_request, now, expiry,
+                     cltv, int(InvoiceState.OPEN), int(private), INVOICE_FEATURES),
+                )
+                add_index = cur.lastrowid
+        except sqlite3.IntegrityError:
+            raise DuplicateInvoice("invoice with payment hash already exists") from None
+        assert add_index is not None
+        record = self._get("payment_hash = ?", (payment_hash,))
+        assert record is not None
+        self._notify(record)
+        return record
+
+    def add_keysend(self, preimage: bytes, htlc: InvoiceHtlc, now: int) -> InvoiceRecord:
+        """Record a spontaneous (keysend) payment as a settled invoice, durably, before it is fulfilled."""
+        payment_hash = sha256(preimage)
+        try:
+            with self._tx() as db:
+                cur = db.execute(
+                    "INSERT INTO invoices (payment_hash, preimage, payment_secret, value_msat, memo, payment_request,"
+                    " creation_date, expiry, cltv_expiry, state, settle_index, settle_date, amt_paid_msat, is_keysend,"
+                    " features) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,1,?)",
+                    (payment_hash, preimage, b"", htlc.amount_msat, "", "", now, DEFAULT_INVOICE_EXPIRY,
+                     MIN_CLTV_EXPIRY_DELTA, int(InvoiceState.SETTLED), self._next_settle_index(db), now,
+                     htlc.amount_msat, INVOICE_FEATURES),
+                )
+                assert cur.lastrowid is not None
+                self._insert_htlc(db, payment_hash, htlc)
+        except sqlite3.IntegrityError:
+            raise DuplicateInvoice("invoice with payment hash already exists") from None
+        record = self.lookup(payment_hash)
+        assert record is not None
+        self._notify(record)
+        return record
+
+    # --- state changes --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _next_settle_index(db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT COALESCE(MAX(settle_index), 0) + 1 FROM invoices").fetchone()
+        return int(row[0])
+
+    @staticmethod
+    def _insert_htlc(db: sqlite3.Connection, payment_hash: bytes, h: InvoiceHtlc) -> None:
+        db.execute(
+            "INSERT INTO invoice_htlcs (payment_hash, channel_id, short_channel_id, htlc_id, amount_msat, accept_height,"
+            " accept_time, expiry_height, state, resolve_time, mpp_total_msat, custom_records)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (payment_hash, h.channel_id, h.short_channel_id, h.htlc_id, h.amount_msat, h.accept_height, h.accept_time,
+             h.expiry_height, int(h.state), h.resolve_time, h.mpp_total_msat,
+             json.dumps([[t, v.hex()] for t, v in h.custom_records])),
+        )
+
+    def settle(self, payment_hash: bytes, htlc: InvoiceHtlc, now: int) -> InvoiceRecord:
+        """OPEN -> SETTLED, paid by ``htlc``, in one durable transaction (call before releasing the preimage)."""
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM invoices WHERE payment_hash = ?", (payment_hash,)).fetchone()
+            if row is None:
+                raise InvoiceNotFound("unable to locate invoice")
+            state = InvoiceState(row[0])
+            if state not in (InvoiceState.OPEN, InvoiceState.ACCEPTED):
+                raise InvoiceRegistryError(f"invoice is {state.name.lower()}, cannot settle it")
+            db.execute(
+                "UPDATE invoices SET state = ?, settle_index = ?, settle_date = ?, amt_paid_msat = ?"
+                " WHERE payment_hash = ?",
+                (int(InvoiceState.SETTLED), self._next_settle_index(db), now, htlc.amount_msat, payment_hash),
+            )
+            self._insert_htlc(db, payment_hash, htlc)
+        record = self.lookup(payment_hash)
+        assert record is not None
+        self._notify(record)
+        return record
+
+    def cancel(self, payment_hash: bytes) -> InvoiceRecord:
+        """OPEN/ACCEPTED -> CANCELED; canceling a canceled invoice succeeds, a settled one fails (as lnd)."""
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM invoices WHERE payment_hash = ?", (payment_hash,)).fetchone()
+            if row is None:
+                raise InvoiceNotFound("unable to locate invoice")
+            state = InvoiceState(row[0])
+            if state is InvoiceState.SETTLED:
+                raise InvoiceRegistryError("invoice already settled")
+            changed = state is not InvoiceState.CANCELED
+            if changed:
+                db.execute("UPDATE invoices SET state = ? WHERE payment_hash = ?",
+                           (int(InvoiceState.CANCELED), payment_hash))
+        record = self.lookup(payment_hash)
+        assert record is not None
+        if changed:
+            self._notify(record)
+        return record
+
+    # --- reading ----------------------------------------------------------------------------------------
+
+    def _htlcs(self, payment_hash: bytes) -> tuple[InvoiceHtlc, ...]:
+        rows = self.conn.execute(
+            "SELECT channel_id, short_channel_id, htlc_id, amount_msat, accept_height, accept_time, expiry_height,"
+            " state, resolve_time, mpp_total_msat, custom_records FROM invoice_htlcs WHERE payment_hash = ?"
+            " ORDER BY rowid",
+            (payment_hash,),
+        ).fetchall()
+        return tuple(
+            InvoiceHtlc(bytes(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], InvoiceHtlcState(r[7]), r[8], r[9],
+                        tuple((int(t), bytes.fromhex(v)) for t, v in json.loads(r[10])))
+            for r in rows
+        )
+
+    def _record(self, r: Any) -> InvoiceRecord:
+        payment_hash = bytes(r[1])
+        return InvoiceRecord(
+            add_index=int(r[0]),
+            payment_hash=payment_hash,
+            preimage=None if r[2] is None else bytes(r[2]),
+            payment_secret=bytes(r[3]),
+            value_msat=int(r[4]),
+            memo=str(r[5]),
+            description_hash=None if r[6] is None else bytes(r[6]),
+            payment_request=str(r[7]),
+            creation_date=int(r[8]),
+            expiry=int(r[9]),
+            cltv_expiry=int(r[10]),
+            state=InvoiceState(r[11]),
+            settle_index=int(r[12] or 0),
+            settle_date=int(r[13]),
+            amt_paid_msat=int(r[14]),
+            is_keysend=bool(r[15]),
+            private=bool(r[16]),
+            features=int(r[17]),
+            htlcs=self._htlcs(payment_hash),
+        )
+
+    def _get(self, where: str, args: tuple[object, ...]) -> InvoiceRecord | None:
+        row = self.conn.execute(f"SELECT {_COLUMNS} FROM invoices WHERE {where}", args).fetchone()
+        return None if row is None else self._record(row)
+
+    def _many(self, where: str, args: tuple[object, ...], order: str, limit: int) -> list[InvoiceRecord]:
+        sql = f"SELECT {_COLUMNS} FROM invoices WHERE {where} ORDER BY {order}"
+        if limit > 0:
+            sql += f" LIMIT {int(limit)}"
+        return [self._record(r) for r in self.conn.execute(sql, args).fetchall()]
+
+    def lookup(self, payment_hash: bytes) -> InvoiceRecord | None:
+        return self._get("payment_hash = ?", (bytes(payment_hash),))
+
+    def lookup_by_payment_addr(self, payment_addr: bytes) -> InvoiceRecord | None:
+        if len(payment_addr) != 32:
+            return None
+        return self._get("payment_secret = ?", (bytes(payment_addr),))
+
+    def list_invoices(
+        self,
+        *,
+        pending_only: bool = False,
+        index_offset: int = 0,
+        max_invoices: int = 0,
+        reversed: bool = False,
+        creation_date_start: int = 0,
+        creation_date_end: int = 0,
+    ) -> list[InvoiceRecord]:
+        """lnd's ListInvoices: ``index_offset`` is exclusive; ``reversed`` seeks back from it (0: from the end).
+
+        The result is always in ascending ``add_index`` order; ``max_invoices`` 0 means no limit.
+        """
+        where = ["1"]
+        args: list[object] = []
+        if pending_only:
+            where.append("state IN (?, ?)")
+            args += [int(InvoiceState.OPEN), int(InvoiceState.ACCEPTED)]
+        if creation_date_start:
+            where.append("creation_date >= ?")
+            args.append(creation_date_start)
+        if creation_date_end:
+            where.append("creation_date <= ?")
+            args.append(creation_date_end)
+        if reversed:
+            if index_offset:
+                where.append("add_index < ?")
+                args.append(index_offset)
+            rows = self._many(" AND ".join(where), tuple(args), "add_index DESC", max_invoices)
+            rows.reverse()
+            return rows
+        where.append("add_index > ?")
+        args.append(index_offset)
+        return self._many(" AND ".join(where), tuple(args), "add_index ASC", max_invoices)
+
+    def added_since(self, add_index: int) -> list[InvoiceRecord]:
+        """Invoices with an ``add_index`` above this one (SubscribeInvoices' backlog)."""
+        return self._many("add_index > ?", (add_index,), "add_index ASC", 0)
+
+    def settled_since(self, settle_index: int) -> list[InvoiceRecord]:
+        """Settled invoices with a ``settle_index`` above this one (SubscribeInvoices' backlog)."""
+        return self._many("settle_index > ?", (settle_index,), "settle_index ASC", 0)

@@ -1,0 +1,150 @@
+"""The payment node: the channel node with invoices, receiving and sending attached (what `canal channeld` runs).
+
+``PaymentNode.setup`` opens ``invoices.sqlite`` and ``payments.sqlite``, takes
+the channel manager's two hooks and settles the books of payments left in
+flight by a crash (:meth:`htlc.send.Payer.reconcile`).
+
+Incoming HTLCs: the manager calls ``on_incoming_htlc`` inside its lock while it
+carries out a peer message's effects, so the hook only queues the HTLC. A task
+of this node takes them in order: :func:`htlc.receive.decide`, then (for a
+payment) the invoice is settled durably, then ``fulfill_htlc`` + ``sign`` go
+through ``ChannelManager.command``. At start, HTLCs that are irrevocably
+committed but unresolved (the node stopped in between) are queued again.
+
+Outgoing HTLCs: ``on_htlc_settled`` is handled synchronously (a sqlite write
+and a notification), so an outcome is on disk before the manager acts on the
+next message.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import trio
+
+from channels.effects import ChannelError, HtlcFailed, HtlcFulfilled, IncomingHtlc
+from channels.manager import ManagedChannel
+from channels.node import ChannelNode
+
+from .invoice import invoice_prefix
+from .invoices import InvoiceHtlc, InvoiceRecord, InvoiceRegistry, InvoiceRegistryError
+from .payments import PaymentStore
+from .receive import Fail, FailMalformed, Fulfill, decide
+from .send import Payer, Watchers
+
+__all__ = ["PaymentNode"]
+
+log = logging.getLogger("canal.payments")
+
+
+class PaymentNode(ChannelNode):
+    """A `ChannelNode` that issues invoices, gets paid, and pays (see the module docstring)."""
+
+    invoices: InvoiceRegistry
+    payments: PaymentStore
+    payer: Payer
+    #: Invoice updates: key None gets every added / settled / canceled invoice, a payment hash gets its own.
+    invoice_updates: Watchers[bytes | None, InvoiceRecord]
+
+    def setup(self) -> None:
+        super().setup()
+        self.invoices = InvoiceRegistry(self.datadir / "invoices.sqlite", self.node_key, invoice_prefix(self.params))
+        self.payments = PaymentStore(self.datadir / "payments.sqlite")
+        self.payer = Payer(self, self.payments)
+        self.invoice_updates = Watchers()
+        self.invoices.listeners.append(self._invoice_changed)
+        self._incoming_send, self._incoming_recv = trio.open_memory_channel[tuple[ManagedChannel, IncomingHtlc]](
+            math.inf)
+        self.channels.on_incoming_htlc = self._on_incoming_htlc
+        self.channels.on_htlc_settled = self._on_htlc_settled
+        self.payer.reconcile()
+
+    def servicer_class(self) -> type[Any]:
+        from .service import payment_servicer_class
+
+        return payment_servicer_class(super().servicer_class())
+
+    def register_services(self, server: Any) -> None:
+        super().register_services(server)
+        from .service import register_payment_services
+
+        register_payment_services(self, server)
+
+    def permissions(self) -> dict[str, set[str]]:
+        from .service import PAYMENT_PERMISSIONS
+
+        return {**super().permissions(), **PAYMENT_PERMISSIONS}
+
+    async def started(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._resolve_incoming)
+            self._requeue_unresolved()
+            await super().started()
+
+    def _invoice_changed(self, record: InvoiceRecord) -> None:
+        self.invoice_updates.publish(None, record)
+        self.invoice_updates.publish(record.payment_hash, record)
+
+    # --- hooks (inside the manager's lock) -------------------------------------------------------------
+
+    async def _on_incoming_htlc(self, mc: ManagedChannel, htlc: IncomingHtlc) -> None:
+        self._incoming_send.send_nowait((mc, htlc))
+
+    async def _on_htlc_settled(self, mc: ManagedChannel, event: HtlcFulfilled | HtlcFailed) -> None:
+        self.payer.htlc_resolved(mc, event)
+
+    # --- receiving ------------------------------------------------------------------------------------
+
+    def _requeue_unresolved(self) -> None:
+        for mc in list(self.channels.channels.values()):
+            for add in mc.channel.unresolved_incoming_htlcs():
+                path_key = None if add.path_key is None else add.path_key.to_bytes()
+                htlc = IncomingHtlc(mc.channel_id, add.id, add.amount_msat, add.payment_hash, add.cltv_expiry,
+                                    add.onion_routing_packet, path_key)
+                log.info("incoming HTLC %d on %s unresolved at start: deciding it again", add.id, mc.channel_id.hex())
+                self._incoming_send.send_nowait((mc, htlc))
+
+    async def _resolve_incoming(self) -> None:
+        async for mc, htlc in self._incoming_recv:
+            try:
+                await self._resolve(mc, htlc)
+            except ChannelError as e:  # e.g. the channel closed meanwhile: the on-chain resolver takes over
+                log.warning("cannot resolve incoming HTLC %d on %s: %s", htlc.htlc_id, mc.channel_id.hex(), e.reason)
+
+    async def _resolve(self, mc: ManagedChannel, htlc: IncomingHtlc) -> None:
+        now = self.now()
+        decision = decide(htlc, node_key=self.node_key, height=self.tip_height, now=now, lookup=self.invoices.lookup)
+        if isinstance(decision, Fulfill):
+            if not decision.replay:
+                record = InvoiceHtlc(
+                    channel_id=htlc.channel_id, short_channel_id=mc.channel.short_channel_id or 0,
+                    htlc_id=htlc.htlc_id, amount_msat=htlc.amount_msat, accept_height=self.tip_height,
+                    accept_time=now, expiry_height=htlc.cltv_expiry, resolve_time=now,
+                    mpp_total_msat=decision.mpp_total_msat, custom_records=decision.custom_records,
+                )
+                try:  # durable before the preimage goes anywhere
+                    if decision.keysend:
+                        self.invoices.add_keysend(decision.payment_preimage, record, now)
+                    else:
+                        self.invoices.settle(decision.payment_hash, record, now)
+                except InvoiceRegistryError as e:  # lost a race with CancelInvoice or another HTLC
+                    log.info("incoming HTLC %d: %s", htlc.htlc_id, e.reason)
+                    decision = decide(htlc, node_key=self.node_key, height=self.tip_height, now=now,
+                                      lookup=self.invoices.lookup)
+            if isinstance(decision, Fulfill):
+                log.info("incoming HTLC %d on %s: fulfilling %s (%d msat%s)", htlc.htlc_id, mc.channel_id.hex(),
+                         htlc.payment_hash.hex(), htlc.amount_msat, ", keysend" if decision.keysend else "")
+                preimage = decision.payment_preimage
+                await self.channels.command(mc, lambda ch: [*ch.fulfill_htlc(htlc.htlc_id, preimage), *ch.sign()])
+                return
+        if isinstance(decision, Fail):
+            log.info("incoming HTLC %d on %s: failing with %s (%s)", htlc.htlc_id, mc.channel_id.hex(),
+                     decision.failure.name, decision.why)
+            reason = decision.reason
+            await self.channels.command(mc, lambda ch: [*ch.fail_htlc(htlc.htlc_id, reason), *ch.sign()])
+        elif isinstance(decision, FailMalformed):
+            log.info("incoming HTLC %d on %s: malformed onion (%s)", htlc.htlc_id, mc.channel_id.hex(), decision.why)
+            sha, code = decision.sha256_of_onion, decision.failure_code
+            await self.channels.command(mc, lambda ch: [*ch.fail_malformed_htlc(htlc.htlc_id, sha, code), *ch.sign()])

@@ -1,0 +1,538 @@
+"""lnd's payment RPCs on `canal channeld`: invoices and payments in ``lnrpc.Lightning``, ``routerrpc.Router``
+and ``invoicesrpc.Invoices`` (lnd's names, fields, enums and macaroon permissions).
+
+- ``lnrpc.Lightning``: AddInvoice, LookupInvoice, ListInvoices, SubscribeInvoices, DecodePayReq,
+  ListPayments (a mixin composed onto the channel node's servicer: :func:`payment_servicer_class`);
+- ``routerrpc.Router``: SendPaymentV2 and TrackPaymentV2 (server streams of ``lnrpc.Payment``);
+- ``invoicesrpc.Invoices``: SubscribeSingleInvoice, LookupInvoiceV2, CancelInvoice.
+
+Handlers run on grpcio's thread pool and enter the node's trio loop for each step
+(``LightningServicer.run``); a stream waits for the next update in short slices so a
+cancelled client frees its thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import grpc
+import trio
+
+from base_chain.hashes import sha256
+from channels.features import Feature
+from channels.service import FEATURE_NAMES, LightningServicer, LnRpcError, invalid
+from proto import invoices_pb2 as inv_pb
+from proto import invoices_pb2_grpc as inv_grpc
+from proto import lightning_pb2 as ln
+from proto import router_pb2 as router_pb
+from proto import router_pb2_grpc as router_grpc
+
+from .failure import FailureCode
+from .invoice import Invoice, InvoiceError, decode_invoice, invoice_prefix, is_expired
+from .invoices import (
+    DuplicateInvoice,
+    InvoiceHtlc,
+    InvoiceNotFound,
+    InvoiceRecord,
+    InvoiceRegistryError,
+    InvoiceState,
+)
+from .payments import (
+    UNREADABLE_FAILURE,
+    Attempt,
+    AttemptFailure,
+    Payment,
+    PaymentExists,
+    Route,
+)
+from .send import DEFAULT_FINAL_CLTV_DELTA, KEYSEND_RECORD, PaymentIntent
+
+if TYPE_CHECKING:
+    from .node import PaymentNode
+
+__all__ = [
+    "PAYMENT_PERMISSIONS",
+    "InvoicesServicer",
+    "PaymentLightningMixin",
+    "RouterServicer",
+    "invoice_to_pb",
+    "pay_req_to_pb",
+    "payment_servicer_class",
+    "payment_to_pb",
+    "register_payment_services",
+]
+
+T = TypeVar("T")
+
+_LN = "/lnrpc.Lightning/"
+_ROUTER = "/routerrpc.Router/"
+_INVOICES = "/invoicesrpc.Invoices/"
+PAYMENT_PERMISSIONS: dict[str, set[str]] = {
+    _LN + "AddInvoice": {"invoices:write"},
+    _LN + "LookupInvoice": {"invoices:read"},
+    _LN + "ListInvoices": {"invoices:read"},
+    _LN + "SubscribeInvoices": {"invoices:read"},
+    _LN + "DecodePayReq": {"offchain:read"},
+    _LN + "ListPayments": {"offchain:read"},
+    _ROUTER + "SendPaymentV2": {"offchain:write"},
+    _ROUTER + "TrackPaymentV2": {"offchain:read"},
+    _ROUTER + "EstimateRouteFee": {"offchain:read"},
+    _ROUTER + "QueryMissionControl": {"offchain:read"},
+    _ROUTER + "SubscribeHtlcEvents": {"offchain:read"},
+    _INVOICES + "SubscribeSingleInvoice": {"invoices:read"},
+    _INVOICES + "CancelInvoice": {"invoices:write"},
+    _INVOICES + "AddHoldInvoice": {"invoices:write"},
+    _INVOICES + "SettleInvoice": {"invoices:write"},
+    _INVOICES + "LookupInvoiceV2": {"invoices:read"},
+}
+"""lnd's permissions for these methods (the unimplemented ones answer UNIMPLEMENTED, not PERMISSION_DENIED)."""
+
+DEFAULT_MAX_INVOICES = 100
+STREAM_POLL_S = 1.0
+
+# --- protobuf views ---------------------------------------------------------------------------------------
+
+_FEATURE_BY_PAIR = {int(f): name for f, name in FEATURE_NAMES.items()}
+_FEATURE_BY_PAIR[int(Feature.option_payment_metadata)] = "payment-metadata"
+
+
+def feature_bits_to_pb(features: int) -> dict[int, ln.Feature]:
+    out: dict[int, ln.Feature] = {}
+    for bit in range(features.bit_length()):
+        if features >> bit & 1:
+            name = _FEATURE_BY_PAIR.get(bit & ~1)
+            out[bit] = ln.Feature(name=name or "unknown", is_required=bit % 2 == 0, is_known=name is not None)
+    return out
+
+
+def _invoice_htlc_to_pb(h: InvoiceHtlc) -> ln.InvoiceHTLC:
+    return ln.InvoiceHTLC(
+        chan_id=h.short_channel_id, htlc_index=h.htlc_id, amt_msat=h.amount_msat, accept_height=h.accept_height,
+        accept_time=h.accept_time, resolve_time=h.resolve_time, expiry_height=h.expiry_height, state=h.state.name,
+        custom_records=dict(h.custom_records), mpp_total_amt_msat=h.mpp_total_msat,
+    )
+
+
+def invoice_to_pb(r: InvoiceRecord) -> ln.Invoice:
+    """As lnd's ``CreateRPCInvoice`` fills it (``amt_paid``, deprecated, is in msat there too)."""
+    return ln.Invoice(
+        memo=r.memo, r_preimage=r.preimage or b"", r_hash=r.payment_hash, value=r.value_msat // 1000,
+        value_msat=r.value_msat, settled=r.state is InvoiceState.SETTLED, creation_date=r.creation_date,
+        settle_date=r.settle_date, payment_request=r.payment_request, description_hash=r.description_hash or b"",
+        expiry=r.expiry, cltv_expiry=r.cltv_expiry, private=r.private, add_index=r.add_index,
+        settle_index=r.settle_index, amt_paid=r.amt_paid_msat, amt_paid_sat=r.amt_paid_msat // 1000,
+        amt_paid_msat=r.amt_paid_msat, state=r.state.name, htlcs=[_invoice_htlc_to_pb(h) for h in r.htlcs],
+        features=feature_bits_to_pb(r.features), is_keysend=r.is_keysend, payment_addr=r.payment_secret,
+    )
+
+
+def pay_req_to_pb(inv: Invoice) -> ln.PayReq:
+    try:
+        fallbacks = inv.fallback_addresses()
+    except InvoiceError:
+        fallbacks = []
+    hints = [ln.RouteHint(hop_hints=[ln.HopHint(
+        node_id=h.pubkey.hex(), chan_id=h.short_channel_id, fee_base_msat=h.fee_base_msat,
+        fee_proportional_millionths=h.fee_proportional_millionths, cltv_expiry_delta=h.cltv_expiry_delta)
+        for h in hint]) for hint in inv.route_hints]
+    amount = inv.amount_msat or 0
+    return ln.PayReq(
+        destination=(inv.payee or b"").hex(), payment_hash=inv.payment_hash.hex(), num_satoshis=amount // 1000,
+        timestamp=inv.timestamp, expiry=inv.expiry, description=inv.description or "",
+        description_hash=inv.description_hash.hex() if inv.description_hash else "",
+        fallback_addr=fallbacks[0] if fallbacks else "", cltv_expiry=inv.min_final_cltv_expiry_delta,
+        route_hints=hints, payment_addr=inv.payment_secret, num_msat=amount, features=feature_bits_to_pb(inv.features),
+    )
+
+
+def _route_to_pb(route: Route) -> ln.Route:
+    hops = []
+    for h in route.hops:
+        mpp = None
+        if h.payment_addr is not None:
+            mpp = ln.MPPRecord(payment_addr=h.payment_addr, total_amt_msat=h.total_msat)
+        hops.append(ln.Hop(
+            chan_id=h.short_channel_id, chan_capacity=h.chan_capacity_sat, amt_to_forward=h.amt_to_forward_msat // 1000,
+            fee=h.fee_msat // 1000, expiry=h.expiry, amt_to_forward_msat=h.amt_to_forward_msat, fee_msat=h.fee_msat,
+            pub_key=h.pubkey.hex(), tlv_payload=True, mpp_record=mpp, custom_records=dict(h.custom_records),
+        ))
+    return ln.Route(total_time_lock=route.total_time_lock, total_fees=route.total_fees_msat // 1000,
+                    total_amt=route.total_amt_msat // 1000, hops=hops, total_fees_msat=route.total_fees_msat,
+                    total_amt_msat=route.total_amt_msat)
+
+
+def _failure_to_pb(f: AttemptFailure) -> ln.Failure:
+    if f.code == UNREADABLE_FAILURE:
+        code = ln.Failure.UNREADABLE_FAILURE
+    else:
+        try:
+            code = ln.Failure.FailureCode.Value(FailureCode(f.code).name)
+        except ValueError:
+            code = ln.Failure.UNKNOWN_FAILURE
+    return ln.Failure(code=code, htlc_msat=f.htlc_msat, onion_sha_256=f.onion_sha256, cltv_expiry=f.cltv_expiry,
+                      flags=f.flags, failure_source_index=f.source_index, height=f.height)
+
+
+def _attempt_to_pb(a: Attempt) -> ln.HTLCAttempt:
+    return ln.HTLCAttempt(
+        attempt_id=a.attempt_id, status=a.status.name, route=_route_to_pb(a.route), attempt_time_ns=a.attempt_time_ns,
+        resolve_time_ns=a.resolve_time_ns, failure=None if a.failure is None else _failure_to_pb(a.failure),
+        preimage=a.preimage or b"",
+    )
+
+
+def payment_to_pb(p: Payment) -> ln.Payment:
+    """As lnd's ``marshallPayment`` (an unknown preimage is 32 zero bytes in hex)."""
+    return ln.Payment(
+        payment_hash=p.payment_hash.hex(), value=p.value_msat // 1000, creation_date=p.creation_time_ns // 10**9,
+        fee=p.fee_msat // 1000, payment_preimage=(p.preimage or bytes(32)).hex(), value_sat=p.value_msat // 1000,
+        value_msat=p.value_msat, payment_request=p.payment_request, status=p.status.name, fee_sat=p.fee_msat // 1000,
+        fee_msat=p.fee_msat, creation_time_ns=p.creation_time_ns, htlcs=[_attempt_to_pb(a) for a in p.attempts],
+        payment_index=p.payment_index, failure_reason="FAILURE_REASON_" + p.failure_reason.name,
+    )
+
+
+# --- plumbing -----------------------------------------------------------------------------------------------
+
+_END = object()
+
+
+def _registry_error(e: InvoiceRegistryError) -> LnRpcError:
+    if isinstance(e, DuplicateInvoice):
+        return LnRpcError(grpc.StatusCode.ALREADY_EXISTS, e.reason)
+    if isinstance(e, InvoiceNotFound):
+        return LnRpcError(grpc.StatusCode.NOT_FOUND, e.reason)
+    return invalid(e.reason)
+
+
+def _hash_arg(raw: bytes, text: str = "") -> bytes:
+    if not raw and text:
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raise invalid("r_hash_str is not hex") from None
+    if len(raw) != 32:
+        raise invalid(f"payment hash must be exactly 32 bytes, is {len(raw)}")
+    return bytes(raw)
+
+
+class _Streams:
+    """Server-streaming helpers shared by the three servicers."""
+
+    node: PaymentNode
+    _ln: LightningServicer
+
+    def run(self, context: grpc.ServicerContext, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run ``fn`` on the node's trio loop; errors become gRPC statuses (``LightningServicer.run``)."""
+        return self._ln.run(context, fn)
+
+    def stream(self, context: grpc.ServicerContext, recv: trio.MemoryReceiveChannel[T]) -> Iterator[T]:
+        """Yield what ``recv`` delivers until the client leaves or the channel ends; close it afterwards."""
+
+        async def next_item() -> Any:
+            with trio.move_on_after(STREAM_POLL_S):
+                try:
+                    return await recv.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    return _END
+            return None
+
+        try:
+            while context.is_active():
+                item = self.run(context, next_item)
+                if item is _END:
+                    return
+                if item is not None:
+                    yield item
+        finally:
+            self.close(recv)
+
+    def close(self, recv: trio.MemoryReceiveChannel[Any]) -> None:
+        """Unsubscribe (on the trio thread; nothing to do if the node has stopped)."""
+        try:
+            trio.from_thread.run_sync(recv.close, trio_token=self.node.trio_token)
+        except trio.RunFinishedError:
+            pass
+
+    def follow_payment(self, context: grpc.ServicerContext, first: Payment, recv: trio.MemoryReceiveChannel[Payment],
+                       no_inflight_updates: bool) -> Iterator[ln.Payment]:
+        """lnd's payment stream: each new state of the payment, ending with SUCCEEDED or FAILED."""
+        last = first
+        if first.is_final or not no_inflight_updates:
+            yield payment_to_pb(first)
+        if first.is_final:
+            self.close(recv)
+            return
+        for payment in self.stream(context, recv):
+            if payment == last:
+                continue
+            last = payment
+            if payment.is_final or not no_inflight_updates:
+                yield payment_to_pb(payment)
+            if payment.is_final:
+                return
+
+
+# --- lnrpc.Lightning -----------------------------------------------------------------------------------------
+
+
+class PaymentLightningMixin(LightningServicer, _Streams):
+    """lnd's invoice and payment RPCs of ``lnrpc.Lightning``; composed onto the channel node's servicer."""
+
+    node: PaymentNode
+
+    def __init__(self, daemon: Any) -> None:
+        super().__init__(daemon)
+        self.node = daemon
+
+    def AddInvoice(self, request: ln.Invoice, context: grpc.ServicerContext) -> ln.AddInvoiceResponse:
+        async def fn() -> ln.AddInvoiceResponse:
+            if request.value and request.value_msat and request.value * 1000 != request.value_msat:
+                raise invalid("value and value_msat are mutually exclusive")
+            if request.fallback_addr:
+                raise LnRpcError(grpc.StatusCode.UNIMPLEMENTED, "fallback addresses are not supported yet")
+            if request.is_amp or request.is_blinded:
+                raise LnRpcError(grpc.StatusCode.UNIMPLEMENTED, "AMP and blinded invoices are not supported")
+            try:
+                record = self.node.invoices.add(
+                    now=self.node.now(), value_msat=request.value_msat or request.value * 1000, memo=request.memo,
+                    description_hash=bytes(request.description_hash) or None, expiry=request.expiry,
+                    cltv_expiry=request.cltv_expiry, preimage=bytes(request.r_preimage) or None,
+                    private=request.private,
+                )
+            except InvoiceRegistryError as e:
+                raise _registry_error(e) from None
+            return ln.AddInvoiceResponse(r_hash=record.payment_hash, payment_request=record.payment_request,
+                                         add_index=record.add_index, payment_addr=record.payment_secret)
+        return self.run(context, fn)
+
+    def LookupInvoice(self, request: ln.PaymentHash, context: grpc.ServicerContext) -> ln.Invoice:
+        async def fn() -> ln.Invoice:
+            record = self.node.invoices.lookup(_hash_arg(bytes(request.r_hash), request.r_hash_str))
+            if record is None:
+                raise LnRpcError(grpc.StatusCode.NOT_FOUND, "unable to locate invoice")
+            return invoice_to_pb(record)
+        return self.run(context, fn)
+
+    def ListInvoices(self, request: ln.ListInvoiceRequest, context: grpc.ServicerContext) -> ln.ListInvoiceResponse:
+        async def fn() -> ln.ListInvoiceResponse:
+            records = self.node.invoices.list_invoices(
+                pending_only=request.pending_only, index_offset=request.index_offset,
+                max_invoices=request.num_max_invoices or DEFAULT_MAX_INVOICES, reversed=request.reversed,
+                creation_date_start=request.creation_date_start, creation_date_end=request.creation_date_end,
+            )
+            return ln.ListInvoiceResponse(
+                invoices=[invoice_to_pb(r) for r in records],
+                first_index_offset=records[0].add_index if records else 0,
+                last_index_offset=records[-1].add_index if records else 0,
+            )
+        return self.run(context, fn)
+
+    def SubscribeInvoices(self, request: ln.InvoiceSubscription, context: grpc.ServicerContext) -> Iterator[ln.Invoice]:
+        async def start() -> tuple[list[InvoiceRecord], trio.MemoryReceiveChannel[InvoiceRecord]]:
+            recv = self.node.invoice_updates.subscribe(None)  # first, so nothing falls between backlog and live
+            backlog: list[InvoiceRecord] = []
+            if request.add_index:
+                backlog += self.node.invoices.added_since(request.add_index)
+            if request.settle_index:
+                backlog += self.node.invoices.settled_since(request.settle_index)
+            return backlog, recv
+
+        backlog, recv = self.run(context, start)
+        for record in backlog:
+            yield invoice_to_pb(record)
+        for record in self.stream(context, recv):
+            if record.state in (InvoiceState.OPEN, InvoiceState.SETTLED):  # lnd: adds and settles only
+                yield invoice_to_pb(record)
+
+    def DecodePayReq(self, request: ln.PayReqString, context: grpc.ServicerContext) -> ln.PayReq:
+        async def fn() -> ln.PayReq:
+            try:
+                return pay_req_to_pb(decode_invoice(request.pay_req.strip(), invoice_prefix(self.node.params)))
+            except InvoiceError as e:
+                raise invalid(f"invalid payment request: {e.reason}") from None
+        return self.run(context, fn)
+
+    def ListPayments(self, request: ln.ListPaymentsRequest, context: grpc.ServicerContext) -> ln.ListPaymentsResponse:
+        async def fn() -> ln.ListPaymentsResponse:
+            store = self.node.payments
+            payments = store.list_payments(
+                include_incomplete=request.include_incomplete, index_offset=request.index_offset,
+                max_payments=request.max_payments, reversed=request.reversed,
+                creation_date_start=request.creation_date_start, creation_date_end=request.creation_date_end,
+            )
+            out = [payment_to_pb(p) for p in payments]
+            if request.omit_hops:
+                for p in out:
+                    for h in p.htlcs:
+                        del h.route.hops[:]
+            return ln.ListPaymentsResponse(
+                payments=out, first_index_offset=payments[0].payment_index if payments else 0,
+                last_index_offset=payments[-1].payment_index if payments else 0,
+                total_num_payments=store.count() if request.count_total_payments else 0,
+            )
+        return self.run(context, fn)
+
+
+def payment_servicer_class(base: type[Any]) -> type[Any]:
+    """The node's ``lnrpc.Lightning`` servicer: ``base`` (the channel node's) with the payment RPCs added."""
+    return type("PaymentLightningServicer", (PaymentLightningMixin, base), {})
+
+
+# --- routerrpc.Router ------------------------------------------------------------------------------------------
+
+
+class RouterServicer(router_grpc.RouterServicer, _Streams):
+    def __init__(self, node: PaymentNode) -> None:
+        self.node = node
+        self._ln = LightningServicer(node)
+
+    def _intent(self, r: router_pb.SendPaymentRequest) -> PaymentIntent:
+        node = self.node
+        if r.amt and r.amt_msat:
+            raise invalid("amt and amt_msat are mutually exclusive")
+        amount = r.amt * 1000 if r.amt else r.amt_msat
+        if amount < 0:
+            raise invalid("amount must not be negative")
+        if r.amp:
+            raise LnRpcError(grpc.StatusCode.UNIMPLEMENTED, "AMP payments are not supported")
+        records = dict(r.dest_custom_records)
+        keysend = records.pop(KEYSEND_RECORD, None)
+        if any(t < 65536 for t in records):
+            raise invalid("no custom records with types below 65536 allowed")
+        custom = tuple(sorted(records.items()))
+        if r.payment_request:
+            if keysend is not None:
+                raise invalid("keysend is not possible with a payment request")
+            try:
+                inv = decode_invoice(r.payment_request.strip(), invoice_prefix(node.params))
+            except InvoiceError as e:
+                raise invalid(f"invalid payment request: {e.reason}") from None
+            if inv.amount_msat:
+                if amount:
+                    raise invalid("amount must not be specified when paying a non-zero amount invoice")
+                amount = inv.amount_msat
+            elif not amount:
+                raise invalid("amount must be specified when paying a zero amount invoice")
+            if is_expired(inv, node.now()):
+                until = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(inv.expires_at))
+                raise invalid(f"invoice expired. Valid until {until} UTC")
+            assert inv.payee is not None
+            secret: bytes | None = inv.payment_secret
+            destination, payment_hash = inv.payee, inv.payment_hash
+            final_delta = inv.min_final_cltv_expiry_delta
+        else:
+            destination = bytes(r.dest)
+            if len(destination) != 33:
+                raise invalid(f"invalid vertex length of {len(destination)}, want 33")
+            payment_hash = bytes(r.payment_hash)
+            if keysend is not None:
+                if len(keysend) != 32:
+                    raise invalid("keysend preimage must be 32 bytes")
+                payment_hash = payment_hash or sha256(keysend)
+            if len(payment_hash) != 32:
+                raise invalid(f"payment hash must be exactly 32 bytes, is {len(payment_hash)}")
+            secret = bytes(r.payment_addr) if r.payment_addr else None
+            if secret is not None and len(secret) != 32:
+                raise invalid("payment_addr must be 32 bytes")
+            final_delta = r.final_cltv_delta or DEFAULT_FINAL_CLTV_DELTA
+            if not amount:
+                raise invalid("amount must be specified")
+        if amount <= 0:
+            raise invalid("amount must be greater than zero")
+        if destination.hex() == node.identity_pubkey:
+            raise invalid("self-payments are not supported")
+        return PaymentIntent(
+            destination=destination, amount_msat=amount, payment_hash=payment_hash, final_cltv_delta=final_delta,
+            payment_secret=secret, keysend_preimage=keysend, payment_request=r.payment_request.strip(),
+            custom_records=custom, outgoing_chan_ids=tuple(r.outgoing_chan_ids), cltv_limit=r.cltv_limit,
+        )
+
+    def SendPaymentV2(self, request: router_pb.SendPaymentRequest,
+                      context: grpc.ServicerContext) -> Iterator[ln.Payment]:
+        async def start() -> tuple[Payment, trio.MemoryReceiveChannel[Payment]]:
+            intent = self._intent(request)
+            try:
+                return await self.node.payer.send(intent)
+            except PaymentExists as e:
+                raise LnRpcError(grpc.StatusCode.ALREADY_EXISTS, e.reason) from None
+
+        first, recv = self.run(context, start)
+        yield from self.follow_payment(context, first, recv, request.no_inflight_updates)
+
+    def TrackPaymentV2(self, request: router_pb.TrackPaymentRequest,
+                       context: grpc.ServicerContext) -> Iterator[ln.Payment]:
+        async def start() -> tuple[Payment, trio.MemoryReceiveChannel[Payment]]:
+            payment, recv = self.node.payer.track(_hash_arg(bytes(request.payment_hash)))
+            if payment is None:
+                recv.close()
+                raise LnRpcError(grpc.StatusCode.NOT_FOUND, "payment isn't initiated")
+            return payment, recv
+
+        first, recv = self.run(context, start)
+        yield from self.follow_payment(context, first, recv, request.no_inflight_updates)
+
+
+# --- invoicesrpc.Invoices ------------------------------------------------------------------------------------
+
+
+class InvoicesServicer(inv_grpc.InvoicesServicer, _Streams):
+    def __init__(self, node: PaymentNode) -> None:
+        self.node = node
+        self._ln = LightningServicer(node)
+
+    def SubscribeSingleInvoice(self, request: inv_pb.SubscribeSingleInvoiceRequest,
+                               context: grpc.ServicerContext) -> Iterator[ln.Invoice]:
+        async def start() -> tuple[InvoiceRecord, trio.MemoryReceiveChannel[InvoiceRecord]]:
+            payment_hash = _hash_arg(bytes(request.r_hash))
+            recv = self.node.invoice_updates.subscribe(payment_hash)
+            record = self.node.invoices.lookup(payment_hash)
+            if record is None:
+                recv.close()
+                raise LnRpcError(grpc.StatusCode.NOT_FOUND, "unable to locate invoice")
+            return record, recv
+
+        record, recv = self.run(context, start)
+        terminal = (InvoiceState.SETTLED, InvoiceState.CANCELED)
+        yield invoice_to_pb(record)
+        if record.state in terminal:
+            self.close(recv)
+            return
+        for update in self.stream(context, recv):
+            yield invoice_to_pb(update)
+            if update.state in terminal:  # as lnd: no update can follow, the stream ends
+                return
+
+    def LookupInvoiceV2(self, request: inv_pb.LookupInvoiceMsg, context: grpc.ServicerContext) -> ln.Invoice:
+        async def fn() -> ln.Invoice:
+            which = request.WhichOneof("invoice_ref")
+            if which == "payment_hash":
+                record = self.node.invoices.lookup(_hash_arg(bytes(request.payment_hash)))
+            elif which == "payment_addr":
+                record = self.node.invoices.lookup_by_payment_addr(bytes(request.payment_addr))
+            elif which == "set_id":
+                raise LnRpcError(grpc.StatusCode.UNIMPLEMENTED, "AMP set ids are not supported")
+            else:
+                raise invalid("no invoice reference given")
+            if record is None:
+                raise LnRpcError(grpc.StatusCode.NOT_FOUND, "unable to locate invoice")
+            return invoice_to_pb(record)
+        return self.run(context, fn)
+
+    def CancelInvoice(self, request: inv_pb.CancelInvoiceMsg, context: grpc.ServicerContext) -> inv_pb.CancelInvoiceResp:
+        async def fn() -> inv_pb.CancelInvoiceResp:
+            try:
+                self.node.invoices.cancel(_hash_arg(bytes(request.payment_hash)))
+            except InvoiceNotFound as e:
+                raise LnRpcError(grpc.StatusCode.NOT_FOUND, e.reason) from None
+            except InvoiceRegistryError as e:
+                raise LnRpcError(grpc.StatusCode.FAILED_PRECONDITION, e.reason) from None
+            return inv_pb.CancelInvoiceResp()
+        return self.run(context, fn)
+
+
+def register_payment_services(node: PaymentNode, server: grpc.Server) -> None:
+    router_grpc.add_RouterServicer_to_server(RouterServicer(node), server)
+    inv_grpc.add_InvoicesServicer_to_server(InvoicesServicer(node), server)
