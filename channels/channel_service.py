@@ -23,7 +23,7 @@ from .manager import ManagedChannel
 from .service import LightningServicer, LnRpcError, invalid
 from .state import ChannelState
 from .scripts import ANCHOR_OUTPUT_SAT
-from .transactions import ChannelType
+from .transactions import ChannelType, HtlcDirection
 
 if TYPE_CHECKING:
     from .node import ChannelNode
@@ -170,9 +170,9 @@ class ChannelLightningServicer(LightningServicer):
         spec = c.local_commit.spec
         p = c.params
         local, remote, fee, weight = _balances(mc)
-        pending = [ln.HTLC(incoming=not h.offered if hasattr(h, "offered") else False, amount=h.amount_msat // 1000,
-                           hash_lock=h.payment_hash, expiration_height=h.cltv_expiry)
-                   for h in getattr(spec, "htlcs", ())]
+        pending = [ln.HTLC(incoming=h.direction is HtlcDirection.RECEIVED, amount=h.add.amount_msat // 1000,
+                           hash_lock=h.add.payment_hash, expiration_height=h.add.cltv_expiry, htlc_index=h.add.id)
+                   for h in spec.htlcs]
         return ln.Channel(
             active=ch.state is S.NORMAL and mc.peer.hex() in self.d.peers,
             remote_pubkey=mc.peer.hex(), channel_point=_channel_point(mc), chan_id=ch.short_channel_id or 0,
@@ -182,7 +182,7 @@ class ChannelLightningServicer(LightningServicer):
             chan_status_flags="ChanStatusDefault", local_chan_reserve_sat=p.remote.channel_reserve_sat,
             remote_chan_reserve_sat=p.local.channel_reserve_sat, static_remote_key=True,
             commitment_type=_commitment_type(mc),
-            unsettled_balance=sum(h.amount_msat for h in getattr(spec, "htlcs", ())) // 1000,
+            unsettled_balance=sum(h.add.amount_msat for h in spec.htlcs) // 1000,
         )
 
     def ListChannels(self, request: ln.ListChannelsRequest, context: grpc.ServicerContext) -> ln.ListChannelsResponse:
