@@ -40,6 +40,7 @@ __all__ = ["LightningDaemon", "PeerState", "node_key_from_seed", "VERSION"]
 log = logging.getLogger("canal.channeld")
 VERSION = "0.1.0-canal"
 NODE_INFO_FILE = "node.json"
+SIMULTANEOUS_CONNECT_S = 5.0
 
 
 def node_key_from_seed(seed: bytes) -> PrivateKey:
@@ -283,10 +284,24 @@ class LightningDaemon:
             raise PeerLinkError(f"peer {pubkey_hex} is not connected")
         state.cancel.cancel()
 
+    def _keep_new(self, key: str, inbound: bool) -> bool:
+        """Of two simultaneous connections, keep the one initiated by the node with the smaller id."""
+        they_initiated = inbound
+        initiator = key if they_initiated else self.identity_pubkey
+        other = self.identity_pubkey if they_initiated else key
+        return initiator < other
+
     async def _run_peer(self, link: PeerLink, address: str, inbound: bool, started: trio.Event | None = None) -> None:
         key = link.remote_id_hex
         old = self.peers.get(key)
         if old is not None:
+            if self.clock() - old.connected_at < SIMULTANEOUS_CONNECT_S and not self._keep_new(key, inbound):
+                # Both sides dialed at once: keep the connection the smaller node id initiated, on both sides.
+                log.info("peer %s: dropping the duplicate connection", key)
+                if started is not None:
+                    started.set()
+                await link.aclose()
+                return
             old.cancel.cancel()  # a reconnect replaces the old connection
         state = PeerState(link, address, inbound, self.clock())
         self.peers[key] = state
@@ -312,10 +327,12 @@ class LightningDaemon:
         except PeerLinkError as e:
             log.info("peer %s: %s", key, e.reason)
         finally:
-            if self.peers.get(key) is state:
+            current = self.peers.get(key) is state
+            if current:
                 del self.peers[key]
             await link.aclose()
-            for handler in self.peer_handlers:
+            # A connection replaced by a newer one says nothing: the channels already moved to the new one.
+            for handler in self.peer_handlers if current else []:
                 try:
                     result = handler(state, False)
                     if hasattr(result, "__await__"):

@@ -218,8 +218,8 @@ class ChannelManager:
     async def peer_changed(self, peer: PeerState, connected: bool) -> None:
         key = peer.link.remote_node_id.to_bytes()
         async with self._lock:
-            if connected:
-                self.store.remember_peer(key, peer.address)
+            if connected and not peer.inbound:
+                self.store.remember_peer(key, peer.address)  # an inbound peer's source port is not its address
             for mc in self.for_peer(key):
                 try:
                     effects = mc.channel.reconnected() if connected else mc.channel.disconnected()

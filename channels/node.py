@@ -32,6 +32,7 @@ class ChannelNode(LightningDaemon):
         self.channels.load()
         self.message_handlers.append(self.channels.peer_message)
         self.peer_handlers.append(self.channels.peer_changed)
+        self.peer_handlers.append(self._reconnect_if_channels)
         self.block_handlers.append(self.channels.block_changed)
 
     def servicer_class(self) -> type[Any]:
@@ -50,9 +51,21 @@ class ChannelNode(LightningDaemon):
                 if address is not None:
                     nursery.start_soon(self._keep_connected, peer.hex(), address)
 
+    def _reconnect_if_channels(self, peer: Any, connected: bool) -> None:
+        """A peer we have channels with went away: dial it again (with backoff), as lnd does."""
+        if connected:
+            return
+        key = peer.link.remote_node_id.to_bytes()
+        address = self.channel_store.peers().get(key)
+        live = [mc for mc in self.channels.for_peer(key)
+                if mc.channel.state not in (ChannelState.ABANDONED, ChannelState.FAILED)]
+        if address is not None and live:
+            self.spawn(self._keep_connected, key.hex(), address)
+
     async def _keep_connected(self, pubkey_hex: str, address: str) -> None:
         host, _, port = address.rpartition(":")
         delay = 0.5
+        await trio.sleep(delay)
         for _ in range(60):
             if pubkey_hex in self.peers:
                 return
