@@ -42,7 +42,7 @@ from base_chain.crypto import PrivateKey
 from base_chain.hashes import sha256
 from base_chain.store import open_db
 
-from .invoice import Invoice, InvoiceError, encode_invoice
+from .invoice import Invoice, InvoiceError, RouteHintHop, encode_invoice
 
 __all__ = [
     "DEFAULT_CLTV_EXPIRY_DELTA",
@@ -243,6 +243,7 @@ class InvoiceRegistry:
         cltv_expiry: int = 0,
         preimage: bytes | None = None,
         private: bool = False,
+        route_hints: tuple[tuple[RouteHintHop, ...], ...] = (),
     ) -> InvoiceRecord:
         """Issue an invoice: random preimage (unless given) and payment secret, signed with the node key.
 
@@ -274,7 +275,7 @@ class InvoiceRegistry:
                 prefix=self.prefix, amount_msat=value_msat or None, timestamp=now, payment_hash=payment_hash,
                 payment_secret=secret, description=None if description_hash is not None else memo,
                 description_hash=description_hash, expiry=expiry, min_final_cltv_expiry_delta=cltv,
-                features=INVOICE_FEATURES,
+                features=INVOICE_FEATURES, route_hints=route_hints,
             )
             payment_request = encode_invoice(invoice, self.node_key)
         except InvoiceError as e:

@@ -28,7 +28,13 @@ from channels.effects import ChannelError, HtlcFailed, HtlcFulfilled, IncomingHt
 from channels.manager import ManagedChannel
 from channels.node import ChannelNode
 
+from base_chain.rpc.tls import write_atomic
+from channels.messages import UpdateAddHtlc
+from channels.effects import SendMessage
+
+from .forwarding import AlreadyForwarded, FailBack, Forward, Forwarder, GoOnChain, NotForwarding, Settle, peel_onion
 from .invoice import invoice_prefix
+from .policy import outgoing_channels
 from .invoices import InvoiceHtlc, InvoiceRecord, InvoiceRegistry, InvoiceRegistryError
 from .payments import PaymentStore
 from .receive import Fail, FailMalformed, Fulfill, decide
@@ -60,6 +66,14 @@ class PaymentNode(ChannelNode):
         self.channels.on_incoming_htlc = self._on_incoming_htlc
         self.channels.on_htlc_settled = self._on_htlc_settled
         self.payer.reconcile()
+        path = self.datadir / "forwarding.bin"
+        self.forwarder = Forwarder.from_bytes(path.read_bytes()) if path.exists() else Forwarder()
+        self._upstream_send, self._upstream_recv = trio.open_memory_channel[Settle | FailBack](math.inf)
+        self.block_handlers.append(self._forwarding_deadlines)
+
+    def _save_forwarder(self) -> None:
+        """Circuits are durable before any decision about them is carried out."""
+        write_atomic(self.datadir / "forwarding.bin", self.forwarder.to_bytes(), 0o600)
 
     def servicer_class(self) -> type[Any]:
         from .service import payment_servicer_class
@@ -80,6 +94,7 @@ class PaymentNode(ChannelNode):
     async def started(self) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._resolve_incoming)
+            nursery.start_soon(self._resolve_upstream)
             self._requeue_unresolved()
             await super().started()
 
@@ -93,7 +108,12 @@ class PaymentNode(ChannelNode):
         self._incoming_send.send_nowait((mc, htlc))
 
     async def _on_htlc_settled(self, mc: ManagedChannel, event: HtlcFulfilled | HtlcFailed) -> None:
-        self.payer.htlc_resolved(mc, event)
+        upstream = self.forwarder.on_downstream_resolved(event, self.now())
+        if upstream is None:
+            self.payer.htlc_resolved(mc, event)  # one of our own payments
+            return
+        self._save_forwarder()
+        self._upstream_send.send_nowait(upstream)  # settled outside the manager's lock
 
     # --- receiving ------------------------------------------------------------------------------------
 
@@ -114,6 +134,8 @@ class PaymentNode(ChannelNode):
                 log.warning("cannot resolve incoming HTLC %d on %s: %s", htlc.htlc_id, mc.channel_id.hex(), e.reason)
 
     async def _resolve(self, mc: ManagedChannel, htlc: IncomingHtlc) -> None:
+        if await self._forward(mc, htlc):
+            return
         now = self.now()
         decision = decide(htlc, node_key=self.node_key, height=self.tip_height, now=now, lookup=self.invoices.lookup)
         if isinstance(decision, Fulfill):
@@ -148,3 +170,81 @@ class PaymentNode(ChannelNode):
             log.info("incoming HTLC %d on %s: malformed onion (%s)", htlc.htlc_id, mc.channel_id.hex(), decision.why)
             sha, code = decision.sha256_of_onion, decision.failure_code
             await self.channels.command(mc, lambda ch: [*ch.fail_malformed_htlc(htlc.htlc_id, sha, code), *ch.sign()])
+
+    # --- forwarding -------------------------------------------------------------------------------------
+
+    async def _forward(self, mc: ManagedChannel, htlc: IncomingHtlc) -> bool:
+        """Forward, fail or replay an HTLC for another node; False when it is for us (the final hop)."""
+        view = outgoing_channels(list(self.channels.channels.values()), set(self.peers))
+        decision = self.forwarder.on_incoming(htlc, peel_onion(self.node_key, htlc), self.tip_height, view)
+        if isinstance(decision, NotForwarding):
+            return False
+        self._save_forwarder()
+        if isinstance(decision, AlreadyForwarded):
+            return True
+        if isinstance(decision, Forward):
+            await self._add_downstream(decision)
+            return True
+        await self._settle_upstream(decision)
+        return True
+
+    async def _add_downstream(self, fwd: Forward) -> None:
+        out = self.channels.find(fwd.channel_id)
+        if out is None:
+            await self._settle_upstream(self.forwarder.on_add_failed(fwd.incoming, "outgoing channel gone"))
+            return
+
+        def add(ch: Any) -> list[Any]:
+            effects = ch.add_htlc(fwd.amount_msat, fwd.payment_hash, fwd.cltv_expiry, fwd.onion_routing_packet)
+            for e in effects:
+                if isinstance(e, SendMessage) and isinstance(e.message, UpdateAddHtlc):
+                    self.forwarder.on_forward_added(fwd.incoming, e.message.id)
+            self._save_forwarder()
+            return [*effects, *ch.sign()]
+
+        try:
+            await self.channels.command(out, add)
+            log.info("forwarded HTLC %s -> %s (%d msat, fee %d msat)", fwd.incoming, fwd.channel_id.hex()[:16],
+                     fwd.amount_msat, fwd.fee_msat)
+        except ChannelError as e:
+            failback = self.forwarder.on_add_failed(fwd.incoming, e.reason)
+            self._save_forwarder()
+            await self._settle_upstream(failback)
+
+    async def _settle_upstream(self, decision: Settle | FailBack) -> None:
+        """Fulfill or fail the incoming HTLC a forward came from."""
+        ref = decision.incoming
+        mc = self.channels.find(ref.channel_id)
+        if mc is None:
+            log.warning("upstream channel %s gone: the on-chain resolver takes over", ref.channel_id.hex())
+            return
+        if isinstance(decision, Settle):
+            preimage = decision.payment_preimage
+            await self.channels.command(mc, lambda ch: [*ch.fulfill_htlc(ref.htlc_id, preimage), *ch.sign()])
+        elif decision.is_malformed:
+            assert decision.failure_code is not None
+            code, sha = decision.failure_code, decision.sha256_of_onion or b"\0" * 32
+            await self.channels.command(mc, lambda ch: [*ch.fail_malformed_htlc(ref.htlc_id, sha, code), *ch.sign()])
+        else:
+            reason = decision.reason
+            await self.channels.command(mc, lambda ch: [*ch.fail_htlc(ref.htlc_id, reason), *ch.sign()])
+        self.forwarder.upstream_resolved(ref)
+        self._save_forwarder()
+
+    async def _resolve_upstream(self) -> None:
+        async for decision in self._upstream_recv:
+            try:
+                await self._settle_upstream(decision)
+            except ChannelError as e:
+                log.warning("cannot settle upstream HTLC %s: %s", decision.incoming, e.reason)
+
+    async def _forwarding_deadlines(self, block: Any, height: int, connected: bool) -> None:
+        """BOLT 2: go on chain before an unresolved downstream HTLC endangers the upstream one."""
+        if not connected:
+            return
+        for action in self.forwarder.on_height(height):
+            assert isinstance(action, GoOnChain)
+            mc = self.channels.find(action.channel_id)
+            if mc is not None:
+                log.warning("forwarded HTLC deadline (%s): force-closing %s", action.reason, action.channel_id.hex())
+                self.spawn(self.channels.command, mc, lambda ch: ch.force_close())

@@ -45,6 +45,7 @@ from channels.state import Channel, ChannelState
 from channels.transactions import HtlcDirection
 
 from .failure import FailureCode, FailureDecodeError, FailureMessage, decode_failure
+from .invoice import RouteHintHop
 from .onion import HopPayload, HopPayloadType, PaymentData, create_onion
 from .payments import (
     UNREADABLE_FAILURE,
@@ -101,6 +102,8 @@ class PaymentIntent:
     custom_records: tuple[tuple[int, bytes], ...] = ()
     outgoing_chan_ids: tuple[int, ...] = ()
     cltv_limit: int = 0
+    #: The invoice's route hints (BOLT 11 `r`): the last hops to reach a payee behind private channels.
+    route_hints: tuple[tuple[RouteHintHop, ...], ...] = ()
 
 
 class NoRoute(Exception):
@@ -135,6 +138,28 @@ def single_hop_route(intent: PaymentIntent, mc: ManagedChannel, cltv: int) -> Ro
                    payment_addr=intent.payment_secret, total_msat=intent.amount_msat if intent.payment_secret else 0,
                    custom_records=records)
     return Route(total_time_lock=cltv, total_amt_msat=intent.amount_msat, total_fees_msat=0, hops=(hop,))
+
+
+def hinted_route(intent: PaymentIntent, mc: ManagedChannel, hint: RouteHintHop, cltv: int) -> tuple[Route, list[
+        tuple[bytes, bytes]], int, int]:
+    """us -> hint.pubkey (our channel) -> destination (the hinted channel): the route, the onion hops,
+    and the amount and CLTV of the HTLC we offer (the hint node's fee and delta added)."""
+    fee = hint.fee_base_msat + intent.amount_msat * hint.fee_proportional_millionths // 1_000_000
+    first_cltv = cltv + hint.cltv_expiry_delta
+    c = mc.channel.commitments
+    capacity = c.params.funding_sat if c is not None else 0
+    final = single_hop_route(intent, mc, cltv).hops[0]
+    final = RouteHop(pubkey=intent.destination, short_channel_id=hint.short_channel_id,
+                     amt_to_forward_msat=intent.amount_msat, fee_msat=0, expiry=cltv, chan_capacity_sat=0,
+                     payment_addr=final.payment_addr, total_msat=final.total_msat, custom_records=final.custom_records)
+    first = RouteHop(pubkey=hint.pubkey, short_channel_id=mc.channel.short_channel_id or 0,
+                     amt_to_forward_msat=intent.amount_msat, fee_msat=fee, expiry=cltv, chan_capacity_sat=capacity)
+    route = Route(total_time_lock=first_cltv, total_amt_msat=intent.amount_msat + fee, total_fees_msat=fee,
+                  hops=(first, final))
+    forward = HopPayload(amt_to_forward=intent.amount_msat, outgoing_cltv_value=cltv,
+                         short_channel_id=hint.short_channel_id)
+    hops = [(hint.pubkey, forward.encode()), (intent.destination, final_hop_payload(intent, cltv).encode())]
+    return route, hops, intent.amount_msat + fee, first_cltv
 
 
 def failure_reason_for(failure: AttemptFailure) -> FailureReason:
@@ -277,8 +302,29 @@ class Payer:
         assert payment is not None
         return payment, recv
 
+    def _via_hints(self, intent: PaymentIntent) -> list[tuple[ManagedChannel, RouteHintHop]]:
+        """Channels to a peer that an invoice's single-hop route hint names as the payee's neighbour."""
+        node = self.node
+        out = []
+        for hint_route in intent.route_hints:
+            if len(hint_route) != 1:
+                continue  # longer hints need the channel graph (gossip): not yet
+            hint = hint_route[0]
+            for mc in node.channels.for_peer(hint.pubkey):
+                if (mc.channel.state is ChannelState.NORMAL and mc.channel.commitments is not None
+                        and mc.peer.hex() in node.peers and mc.channel.local_balance_msat > intent.amount_msat):
+                    out.append((mc, hint))
+        return sorted(out, key=lambda x: x[0].channel.local_balance_msat, reverse=True)
+
     async def _offer(self, intent: PaymentIntent) -> None:
-        candidates = self._candidates(intent)
+        try:
+            candidates = self._candidates(intent)
+        except NoRoute:
+            hinted = self._via_hints(intent)
+            if not hinted:
+                raise
+            await self._offer_hinted(intent, hinted)
+            return
         padding = intent.final_cltv_delta + BLOCK_PADDING
         if intent.cltv_limit and padding > intent.cltv_limit:
             raise NoRoute(FailureReason.NO_ROUTE, f"final CLTV delta {padding} exceeds the cltv_limit")
@@ -317,6 +363,46 @@ class Payer:
             self._publish(payment)
             return
         raise NoRoute(FailureReason.INSUFFICIENT_BALANCE, "; ".join(refusals) or "no channel took the HTLC")
+
+    async def _offer_hinted(self, intent: PaymentIntent, hinted: list[tuple[ManagedChannel, RouteHintHop]]) -> None:
+        """Pay through the payee's neighbour named in a route hint (a two-hop route)."""
+        cltv = self.node.tip_height + intent.final_cltv_delta + BLOCK_PADDING
+        refusals = []
+        for mc, hint in hinted:
+            route, hops, amount, first_cltv = hinted_route(intent, mc, hint, cltv)
+            if intent.cltv_limit and first_cltv - self.node.tip_height > intent.cltv_limit:
+                refusals.append("route exceeds the cltv_limit")
+                continue
+            session_key = PrivateKey.generate()
+            onion = create_onion(session_key, hops, intent.payment_hash)
+            attempt: Attempt | None = None
+
+            def offer(ch: Channel, route: Route = route, amount: int = amount, first_cltv: int = first_cltv,
+                      onion: bytes = onion, session_key: PrivateKey = session_key) -> list[Effect]:
+                nonlocal attempt
+                assert ch.commitments is not None
+                attempt = self.store.add_attempt(intent.payment_hash, route, session_key.to_bytes(), ch.channel_id,
+                                                 ch.commitments.local_next_htlc_id, self._now_ns())
+                try:
+                    return [*ch.add_htlc(amount, intent.payment_hash, first_cltv, onion), *ch.sign()]
+                except ChannelError:
+                    self.store.forget_attempt(attempt.attempt_id)
+                    raise
+
+            try:
+                await self.node.channels.command(mc, offer)
+            except ChannelError as e:
+                refusals.append(e.reason)
+                continue
+            assert attempt is not None
+            log.info("payment %s: HTLC %d offered on %s via %s (%d msat incl. %d fee, cltv %d)",
+                     intent.payment_hash.hex(), attempt.htlc_id, mc.channel_id.hex(), hint.pubkey.hex(), amount,
+                     amount - intent.amount_msat, first_cltv)
+            payment = self.store.get(intent.payment_hash)
+            assert payment is not None
+            self._publish(payment)
+            return
+        raise NoRoute(FailureReason.NO_ROUTE, "; ".join(refusals) or "no usable route hint")
 
     # --- outcomes (called inside the channel manager's lock: no channel commands here) -------------------
 

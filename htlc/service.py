@@ -47,6 +47,7 @@ from .payments import (
     PaymentExists,
     Route,
 )
+from .policy import route_hints_to_us
 from .send import DEFAULT_FINAL_CLTV_DELTA, KEYSEND_RECORD, PaymentIntent
 
 if TYPE_CHECKING:
@@ -301,6 +302,8 @@ class PaymentLightningMixin(LightningServicer, _Streams):
                     description_hash=bytes(request.description_hash) or None, expiry=request.expiry,
                     cltv_expiry=request.cltv_expiry, preimage=bytes(request.r_preimage) or None,
                     private=request.private,
+                    # Canal's channels are unannounced, so invoices always carry hints to reach them.
+                    route_hints=route_hints_to_us(list(self.node.channels.channels.values())),
                 )
             except InvoiceRegistryError as e:
                 raise _registry_error(e) from None
@@ -423,7 +426,9 @@ class RouterServicer(router_grpc.RouterServicer, _Streams):
             secret: bytes | None = inv.payment_secret
             destination, payment_hash = inv.payee, inv.payment_hash
             final_delta = inv.min_final_cltv_expiry_delta
+            hints = inv.route_hints
         else:
+            hints = ()
             destination = bytes(r.dest)
             if len(destination) != 33:
                 raise invalid(f"invalid vertex length of {len(destination)}, want 33")
@@ -448,6 +453,7 @@ class RouterServicer(router_grpc.RouterServicer, _Streams):
             destination=destination, amount_msat=amount, payment_hash=payment_hash, final_cltv_delta=final_delta,
             payment_secret=secret, keysend_preimage=keysend, payment_request=r.payment_request.strip(),
             custom_records=custom, outgoing_chan_ids=tuple(r.outgoing_chan_ids), cltv_limit=r.cltv_limit,
+            route_hints=hints,
         )
 
     def SendPaymentV2(self, request: router_pb.SendPaymentRequest,

@@ -1,0 +1,92 @@
+"""Integration: a payment over two hops (alice -> bob -> carol) through bob's forwarding, with route hints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from daemons import ChainProcess, LightningProcess, wait_for
+from proto import chain_pb2 as pb
+from proto import lightning_pb2 as ln
+from proto import router_pb2 as router
+
+
+def _fund(chain: ChainProcess, node: LightningProcess, sat: int) -> None:
+    addr = node.rpc.NewAddress(ln.NewAddressRequest()).address
+    chain.rpc.SendToAddress(pb.SendToAddressRequest(address=addr, amount_sat=sat, fee_rate_sat_vb=2))
+
+
+def _connect(a: LightningProcess, b: LightningProcess) -> None:
+    a.rpc.ConnectPeer(ln.ConnectPeerRequest(addr=ln.LightningAddress(
+        pubkey=b.pubkey, host=f"127.0.0.1:{b.info['listen_port']}")))
+    wait_for(lambda: any(p.pub_key == a.pubkey for p in b.rpc.ListPeers(ln.ListPeersRequest()).peers), 20, "peer")
+
+
+def _pay(sender: LightningProcess, payment_request: str) -> ln.Payment:
+    final = None
+    for update in sender.router.SendPaymentV2(router.SendPaymentRequest(
+            payment_request=payment_request, timeout_seconds=30, fee_limit_sat=100)):
+        final = update
+    assert final is not None
+    return final
+
+
+@pytest.fixture
+def line(tmp_path: Path):
+    chain = ChainProcess(tmp_path / "chain").start()
+    nodes = [LightningProcess(tmp_path / n, chain, alias=n).start() for n in ("alice", "bob", "carol")]
+    try:
+        chain.generate(101)
+        alice, bob, carol = nodes
+        _fund(chain, alice, 100_000_000)
+        _fund(chain, bob, 100_000_000)
+        chain.generate(1)
+        for n in (alice, bob):
+            wait_for(lambda n=n: n.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance > 0, 30, "funded")
+        _connect(alice, bob)
+        _connect(bob, carol)
+        alice.rpc.OpenChannelSync(ln.OpenChannelRequest(node_pubkey=bytes.fromhex(bob.pubkey),
+                                                        local_funding_amount=1_000_000, sat_per_vbyte=2))
+        bob.rpc.OpenChannelSync(ln.OpenChannelRequest(node_pubkey=bytes.fromhex(carol.pubkey),
+                                                      local_funding_amount=1_000_000, sat_per_vbyte=2))
+        chain.generate(3)
+        wait_for(lambda: len(bob.rpc.ListChannels(ln.ListChannelsRequest(active_only=True)).channels) == 2, 30,
+                 "both channels active")
+        wait_for(lambda: carol.rpc.ListChannels(ln.ListChannelsRequest(active_only=True)).channels, 30, "carol's")
+        yield chain, alice, bob, carol
+    finally:
+        for p in [*nodes, chain]:
+            p.stop()
+
+
+def test_two_hop_payment_through_bob(line) -> None:
+    chain, alice, bob, carol = line
+    invoice = carol.rpc.AddInvoice(ln.Invoice(value=20_000, memo="two hops"))
+    decoded = alice.rpc.DecodePayReq(ln.PayReqString(pay_req=invoice.payment_request))
+    assert decoded.destination == carol.pubkey and decoded.route_hints[0].hop_hints[0].node_id == bob.pubkey
+    before = {n: n.rpc.ChannelBalance(ln.ChannelBalanceRequest()).local_balance.msat for n in (alice, bob, carol)}
+    payment = _pay(alice, invoice.payment_request)
+    assert payment.status == ln.Payment.SUCCEEDED, payment.failure_reason
+    fee_msat = 1000 + 20_000_000 // 1_000_000  # bob's policy: 1 sat base + 1 ppm
+    assert payment.fee_msat == fee_msat and len(payment.htlcs[0].route.hops) == 2
+    wait_for(lambda: carol.rpc.LookupInvoice(ln.PaymentHash(r_hash=invoice.r_hash)).state == ln.Invoice.SETTLED,
+             20, "settled")
+    after = {n: n.rpc.ChannelBalance(ln.ChannelBalanceRequest()).local_balance.msat for n in (alice, bob, carol)}
+    assert before[alice] - after[alice] == 20_000_000 + fee_msat
+    assert after[bob] - before[bob] == fee_msat  # bob earned exactly his fee
+    assert after[carol] - before[carol] == 20_000_000
+
+    # A payment carol cannot take fails at carol; the failure reaches alice through bob's wrapping.
+    bogus = carol.rpc.AddInvoice(ln.Invoice(value=5_000))
+    carol.rpc.ListInvoices(ln.ListInvoiceRequest())
+    from proto import invoices_pb2 as inv
+    from proto import invoices_pb2_grpc as inv_grpc
+
+    inv_grpc.InvoicesStub(carol._channel).CancelInvoice(inv.CancelInvoiceMsg(payment_hash=bogus.r_hash))
+    failed = _pay(alice, bogus.payment_request)
+    assert failed.status == ln.Payment.FAILED
+    assert failed.failure_reason == ln.PaymentFailureReason.FAILURE_REASON_INCORRECT_PAYMENT_DETAILS
+    # Channels still work afterwards.
+    again = carol.rpc.AddInvoice(ln.Invoice(value=1_000))
+    assert _pay(alice, again.payment_request).status == ln.Payment.SUCCEEDED
