@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.table import Table
 
 from proto import chain_pb2 as pb
-from proto import lightning_pb2 as ln
 
 from .procs import ChainProcess, LightningProcess, wait_for
 
@@ -90,33 +89,10 @@ def network_demo(console: Console, keep: bool = False) -> tuple[bool, dict[str, 
 
         swap_demo(n, root, a1, a2, b1)
 
-        console.rule("[bold]4. Lightning nodes: lnd's API on Canal")
-        alice = n.step("start Lightning node alice on alpha (canal channeld)", lambda: _start_ln(root, "alice", a1, procs))
-        bob = n.step("start Lightning node bob on alpha", lambda: _start_ln(root, "bob", a1, procs))
-        if alice and bob:
-            addr = alice.rpc.NewAddress(ln.NewAddressRequest(type=ln.WITNESS_PUBKEY_HASH)).address
-            n.step("fund alice's wallet on chain (10 coins) and confirm", lambda: (a1.rpc.SendToAddress(
-                pb.SendToAddressRequest(address=addr, amount_sat=10 * COIN, fee_rate_sat_vb=2)), a1.generate(1),
-                wait_for(lambda: alice.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance == 10 * COIN,
-                         30, "alice funded")))
-            n.step("alice connects to bob (BOLT 8 handshake, init)", lambda: (alice.rpc.ConnectPeer(
-                ln.ConnectPeerRequest(addr=ln.LightningAddress(pubkey=bob.pubkey,
-                                                               host=f"127.0.0.1:{bob.info['listen_port']}"))),
-                wait_for(lambda: len(bob.rpc.ListPeers(ln.ListPeersRequest()).peers) == 1, 20, "peer")))
-            cp = n.step("alice opens a 1,000,000 sat channel to bob, pushing 100,000 (BOLT 2 funding flow)",
-                        lambda: alice.rpc.OpenChannelSync(ln.OpenChannelRequest(
-                            node_pubkey=bytes.fromhex(bob.pubkey), local_funding_amount=1_000_000, push_sat=100_000,
-                            sat_per_vbyte=2)))
-            n.step("mine 3 blocks (minimum_depth); channel_ready both ways", lambda: (a1.generate(3), wait_for(
-                lambda: len(bob.rpc.ListChannels(ln.ListChannelsRequest(active_only=True)).channels) == 1, 30,
-                "channel active")))
-            if cp is not None:
-                ch = alice.rpc.ListChannels(ln.ListChannelsRequest()).channels[0]
-                console.print(f"   channel {ch.channel_point} chan_id {ch.chan_id}: alice {ch.local_balance} sat, "
-                              f"bob {ch.remote_balance} sat ({'anchors' if ch.commitment_type == ln.ANCHORS else 'static_remotekey'})")
-                n.step("cooperative close (shutdown, closing_signed negotiation) and confirm", lambda: _close(a1, alice, cp))
-            balances["alice (on-chain)"] = _coins(alice.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance)
-            balances["bob (on-chain)"] = _coins(bob.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance)
+        console.rule("[bold]4. Lightning nodes on alpha: lnd's API, a two-hop payment, a cheater punished")
+        from .demo_lightning import lightning_demo
+
+        lightning_demo(n, console, root, a1, procs, balances)
 
         table = Table(title="balances (coins)")
         table.add_column("wallet")
@@ -153,15 +129,3 @@ def _expect_refusal(call: Callable[[], Any]) -> None:
     raise AssertionError("the beta node accepted an alpha address")
 
 
-def _close(chain: ChainProcess, node: LightningProcess, cp: Any) -> None:
-    stream = node.rpc.CloseChannel(ln.CloseChannelRequest(channel_point=cp))
-    next(stream)
-    chain.generate(1)
-    next(stream)
-    wait_for(lambda: node.rpc.ClosedChannels(ln.ClosedChannelsRequest()).channels, 30, "closed")
-
-
-def _start_ln(root: Path, name: str, chain: ChainProcess, procs: list[Any]) -> LightningProcess:
-    p = LightningProcess(root / name, chain, alias=name).start()
-    procs.append(p)
-    return p

@@ -10,11 +10,7 @@ import shutil
 from pathlib import Path
 
 from base_chain.params import get_params
-from base_chain.tx import Transaction
-from base_chain.wallet import Wallet
-from channels.keys import derive_channel_keys
-from channels.state import Channel
-from channels.store import ChannelStore
+from canal.cheat import old_commitment
 from daemons import ChainProcess, LightningProcess, wait_for
 from proto import chain_pb2 as pb
 from proto import lightning_pb2 as ln
@@ -29,18 +25,6 @@ def _pay(sender: LightningProcess, receiver: LightningProcess, amount_sat: int) 
                                                                timeout_seconds=30, fee_limit_sat=1000)):
         final = update
     assert final is not None and final.status == ln.Payment.SUCCEEDED, final
-
-
-def _old_commitment(datadir: Path) -> Transaction:
-    """What the cheater kept: its signed commitment from a stored (now revoked) snapshot."""
-    wallet = Wallet.open(datadir / "wallet.sqlite", get_params("regtest"))
-    seed = bytes.fromhex(wallet.seed_hex())
-    wallet.close()
-    store = ChannelStore(datadir / "old-channels.sqlite")
-    stored = next(iter(store.channels()))
-    store.close()
-    channel = Channel.from_bytes(stored.state, derive_channel_keys(seed, stored.channel_index))
-    return channel.local_commitment_tx()
 
 
 def test_cheater_loses_everything(tmp_path: Path) -> None:
@@ -68,7 +52,7 @@ def test_cheater_loses_everything(tmp_path: Path) -> None:
         alice.start()
         wait_for(lambda: alice.rpc.ListChannels(ln.ListChannelsRequest(active_only=True)).channels, 30, "reconnected")
         _pay(alice, bob, 400_000)
-        old = _old_commitment(alice.datadir)
+        old = old_commitment(alice.datadir, alice.datadir / "old-channels.sqlite", get_params("regtest"))
         alice.stop()  # the cheater goes quiet and broadcasts the old state
         bob_before = bob.rpc.WalletBalance(ln.WalletBalanceRequest()).total_balance
         chain.rpc.SendRawTransaction(pb.SendRawTransactionRequest(hexstring=old.hex()))
