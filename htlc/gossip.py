@@ -32,9 +32,12 @@ Signing and checking: :func:`sign_channel_announcement`,
 :func:`sign_node_announcement` / :func:`verify_node_announcement`,
 :func:`sign_channel_update` / :func:`verify_channel_update` (by the node id of
 the update's direction). A failed check raises :class:`InvalidSignature`,
-whose ``reason`` names the signature. :func:`channel_update_checksum` is the
-CRC32C of BOLT 7's extended queries (no stdlib or ``cryptography`` provider:
-:func:`crc32c` is a small table-driven one).
+whose ``reason`` names the signature. Signing gives low-s signatures; a high s
+is accepted on receipt (BOLT 7: a relay may flip ``s`` to ``-s``).
+
+:func:`channel_update_checksum` is the CRC32C of BOLT 7's extended queries
+(neither the stdlib nor ``cryptography`` provides CRC32C: :func:`crc32c` is a
+small table-driven one).
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ from channels.tlv import (
 )
 from channels.wire import Message, decode_extension, register_message
 
-__all__ = [  # fmt: skip
+__all__ = [
     "ENCODING_UNCOMPRESSED", "ENCODING_ZLIB", "MAX_INFLATED_BYTES",
     "QUERY_FLAGS_ALL", "QUERY_OPTION_TIMESTAMPS", "QUERY_OPTION_CHECKSUMS",
     "QUERY_FLAG_CHANNEL_ANNOUNCEMENT", "QUERY_FLAG_CHANNEL_UPDATE_1", "QUERY_FLAG_CHANNEL_UPDATE_2",
@@ -1053,6 +1056,7 @@ def verify_node_announcement(ann: NodeAnnouncement) -> None:
 
 
 def sign_channel_update(update: ChannelUpdate, node_key: PrivateKey) -> ChannelUpdate:
+    """``update`` signed by ``node_key``, which must be the node of its direction (not checked here)."""
     return replace(update, signature=_sign(node_key, channel_update_hash(update)))
 
 

@@ -673,7 +673,7 @@ class GossipStore:
             if store._node_channels.get(ann.node_id.to_bytes()):
                 store._nodes[ann.node_id.to_bytes()] = ann
         if by_kind:
-            raise GossipError(f"unknown gossip row kind {sorted(by_kind)[0]!r}")
+            raise GossipError(f"unknown gossip row kind {min(by_kind)!r}")
         return store
 
 
