@@ -32,6 +32,7 @@ from base_chain.rpc.tls import write_atomic
 from channels.messages import UpdateAddHtlc
 from channels.effects import SendMessage
 
+from . import gossip as _gossip  # noqa: F401  (registers the BOLT 7 messages: a peer's gossip is decoded, not an unknown even type)
 from .forwarding import AlreadyForwarded, FailBack, Forward, Forwarder, GoOnChain, NotForwarding, Settle, peel_onion
 from .invoice import invoice_prefix
 from .policy import outgoing_channels
