@@ -42,6 +42,8 @@ small table-driven one).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import ipaddress
 import zlib
 from base64 import b32encode
@@ -173,7 +175,7 @@ class ChannelUpdateChecksums(NamedTuple):
 
 
 @dataclass(frozen=True)
-class _EncodedArray(Generic[E]):
+class _EncodedArray(ABC, Generic[E]):
     """An ``encoded_`` array: ``values``, written with encoding type 0.
 
     ``zlib_data`` is set only by :meth:`decode` for a received type 1 array
@@ -192,12 +194,14 @@ class _EncodedArray(Generic[E]):
             raise ValueError(f"{self.NAME}: zlib_data does not hold these values")
 
     @classmethod
+    @abstractmethod
     def _pack(cls, values: tuple[E, ...]) -> bytes:
-        raise NotImplementedError
+        """The values, packed as encoding type 0 (each subclass knows its item layout)."""
 
     @classmethod
+    @abstractmethod
     def _unpack(cls, data: bytes) -> tuple[E, ...]:
-        raise NotImplementedError
+        """The inverse of `_pack`; GossipError for a length that is not whole items."""
 
     @property
     def encoding_type(self) -> int:
