@@ -9,16 +9,14 @@ of :mod:`effects <channels.effects>` for the host to carry out in order. A
 ``Persist`` always comes before the ``SendMessage`` / ``Broadcast`` that depend
 on the state it records.
 
-States and the messages each accepts are in :data:`TRANSITIONS` at the end of
-this module (the h11 way: one table to read at a glance). A message a state
-does not list is a protocol violation. Peer violations never raise: they
+States (:mod:`channels.channel_states`) and the messages each accepts are in
+:data:`TRANSITIONS` at the end of this module (the h11 way: one table to read at a
+glance). A message a state does not list is a protocol violation. Peer violations never raise: they
 become a ``warning`` (the channel lives on) or an ``error`` plus
 :class:`~channels.effects.FailChannel` (see :mod:`channels.effects`). Misuse of
 the API raises :class:`~channels.effects.ChannelError` and changes nothing.
 
-The update bookkeeping lives in :mod:`channels.htlcs`, the closing rules in
-:mod:`channels.closing`; this module sequences them.
-
+The update bookkeeping lives in :mod:`channels.htlcs`, the closing rules in :mod:`channels.closing`.
 Persistence: :meth:`Channel.to_dict` is the whole state as JSON-compatible
 values (bytes as hex, messages as their wire encoding in hex, ``"version": 1``);
 :meth:`Channel.from_dict` restores it given the channel's secrets (derived
@@ -28,7 +26,6 @@ snapshot). A restored channel is disconnected: call :meth:`Channel.reconnected`.
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +41,7 @@ from .closing import (
     closing_fee_sat,
     is_valid_shutdown_script,
 )
+from .channel_states import ON_CHAIN_OR_DEAD, PRE_FUNDING, ChannelState
 from .effects import (
     Broadcast,
     ChannelClosed,
@@ -115,37 +113,7 @@ __all__ = [
 ]
 
 
-class ChannelState(enum.Enum):
-    # funder
-    WAIT_FOR_ACCEPT_CHANNEL = "wait_for_accept_channel"  # open_channel sent
-    WAIT_FOR_FUNDING_TX = "wait_for_funding_tx"  # the host's wallet builds the funding tx
-    WAIT_FOR_FUNDING_SIGNED = "wait_for_funding_signed"  # funding_created sent
-    # fundee
-    WAIT_FOR_OPEN_CHANNEL = "wait_for_open_channel"
-    WAIT_FOR_FUNDING_CREATED = "wait_for_funding_created"  # accept_channel sent
-    # both
-    AWAITING_CHANNEL_READY = "awaiting_channel_ready"  # commitment 0 signed; depth and channel_ready pending
-    NORMAL = "normal"
-    SHUTDOWN = "shutdown"  # shutdown sent or received: no new HTLCs, the others drain
-    NEGOTIATING = "negotiating"  # closing_signed exchange
-    CLOSING = "closing"  # mutual close signed and broadcast
-    FORCE_CLOSING = "force_closing"  # our commitment broadcast
-    FAILED = "failed"  # error sent or received: the host force-closes
-    DATA_LOSS = "data_loss"  # we are behind: never broadcast, the peer must close
-    ABANDONED = "abandoned"  # failed before the funding: nothing on chain
-
-
 S = ChannelState
-PRE_FUNDING = frozenset(
-    {
-        S.WAIT_FOR_OPEN_CHANNEL,
-        S.WAIT_FOR_ACCEPT_CHANNEL,
-        S.WAIT_FOR_FUNDING_TX,
-        S.WAIT_FOR_FUNDING_CREATED,
-        S.WAIT_FOR_FUNDING_SIGNED,
-    }
-)
-_ON_CHAIN_OR_DEAD = frozenset({S.FORCE_CLOSING, S.FAILED, S.DATA_LOSS, S.ABANDONED})
 
 
 class Channel:
@@ -378,7 +346,7 @@ class Channel:
             return self._on_error(msg)
         if isinstance(msg, WarningMessage):
             return []
-        if self.state in _ON_CHAIN_OR_DEAD:
+        if self.state in ON_CHAIN_OR_DEAD:
             if isinstance(msg, ChannelReestablish) and self.last_error is not None:
                 return [SendMessage(ErrorMessage(self.channel_id, self.last_error.encode()[:60000]))]
             return []
@@ -403,7 +371,7 @@ class Channel:
     def _on_error(self, msg: ErrorMessage) -> list[Effect]:
         if msg.channel_id not in (ALL_CHANNELS, self.channel_id, self.temporary_channel_id):
             return []
-        if self.state in _ON_CHAIN_OR_DEAD or self.state is S.CLOSING:
+        if self.state in ON_CHAIN_OR_DEAD or self.state is S.CLOSING:
             return []
         return self._fail(f"peer error: {msg.printable_data()}", broadcast=True, send_error=False)
 
@@ -743,7 +711,7 @@ class Channel:
         if self.connected and not self.awaiting_reestablish:
             self.disconnected()
         self.connected = True
-        if self.state in _ON_CHAIN_OR_DEAD:
+        if self.state in ON_CHAIN_OR_DEAD:
             return [SendMessage(ErrorMessage(self.channel_id, (self.last_error or "channel closed").encode()[:60000]))]
         self.awaiting_reestablish = True
         msg = reestablish_message(self._c, self.secrets)
