@@ -115,11 +115,19 @@ class PublicKey:
             self._backend = backend
         return backend, self._handle
 
-    def verify(self, r: int, s: int, msg32: bytes) -> bool:
-        """ECDSA verify; a high-s signature is normalized first, as Core's CPubKey::Verify does."""
+    def verify(self, r: int, s: int, msg32: bytes, der: bytes | None = None) -> bool:
+        """ECDSA verify; a high-s signature is normalized first, as Core's CPubKey::Verify does.
+
+        `der`: the same signature in strict DER, if the caller has it; a backend that takes DER
+        (libsecp256k1) then verifies it as it is, without re-encoding.
+        """
+        backend, handle = self._backend_handle()
         if s > N // 2:
             s = N - s
-        backend, handle = self._backend_handle()
+        elif der is not None:
+            verify_der = getattr(backend, "verify_der", None)
+            if verify_der is not None and 0 < r < N and s > 0:
+                return bool(verify_der(handle, der, msg32))
         return backend.verify(handle, msg32, r, s)
 
     def verify_der(self, der: bytes, msg32: bytes) -> bool:

@@ -59,6 +59,10 @@ class CoincurveBackend:
             return False
         return bool(handle.verify(encode_der(r, s), msg32, hasher=None))
 
+    def verify_der(self, handle: Any, der: bytes, msg32: bytes) -> bool:
+        """Verify an already strict-DER, low-s signature as it is: no decode and re-encode in Python."""
+        return bool(handle.verify(der, msg32, hasher=None))
+
     def ecdh(self, secret: int, point: Point) -> bytes:
         return bytes(coincurve.PrivateKey(_scalar(secret)).ecdh(encode_point(*point)))
 

@@ -112,8 +112,9 @@ class TransactionChecker(SignatureChecker):
             key = PublicKey.from_bytes(pubkey)
         except ValueError:
             return False
+        strict = is_valid_signature_encoding(sig)
         if rs is None:
-            rs = parse_signature(sig)
+            rs = strict_der_values(sig) if strict else parse_der_lax(sig[:-1])
             if rs is None:
                 return False
         hash_type = sig[-1]
@@ -125,7 +126,7 @@ class TransactionChecker(SignatureChecker):
             )
         else:
             digest = legacy_sighash(script_code, self.tx, self.input_index, hash_type)
-        return key.verify(rs[0], rs[1], digest)
+        return key.verify(rs[0], rs[1], digest, der=sig[:-1] if strict else None)
 
     def check_locktime(self, locktime: int) -> bool:
         tx_locktime = self.tx.locktime
