@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 import trio
 
 from proto import chain_pb2 as pb
@@ -34,7 +35,7 @@ from .p2p.messages import NODE_NETWORK, NODE_WITNESS, NetAddr, TimestampedAddr
 from .p2p.protocol import Deliver, Disconnect, HandshakeComplete, PeerProtocol, SendBytes
 from .params import ChainParams
 from .rpc import make_server, write_rpc_endpoint
-from .service import PERMISSIONS, ChainServicer
+from .service import PERMISSIONS, ChainServicer, RpcError
 from .tx import OutPoint, Transaction
 
 __all__ = ["ChainDaemon", "NODE_INFO_FILE", "read_node_info"]
@@ -171,9 +172,6 @@ class ChainDaemon:
     def add_node(self, target: str, command: str) -> None:
         host, _, port_s = target.rpartition(":")
         if not host or not port_s.isdigit():
-            from .service import RpcError
-            import grpc
-
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"Error: invalid node address '{target}' (HOST:PORT)")
         if command == "remove":
             scope = self._persistent.pop(target, None)

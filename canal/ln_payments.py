@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import os
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -276,6 +277,47 @@ def _listpayments_run(stub: Any, a: argparse.Namespace) -> Any:
     return to_lncli_json(stub.ListPayments(req))
 
 
+def _feereport(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _feereport_run(stub: Any, a: argparse.Namespace) -> Any:
+    return to_lncli_json(stub.FeeReport(ln.FeeReportRequest()))
+
+
+_TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2630016, "y": 31557600}
+
+
+def _time_arg(text: str) -> int:
+    """lncli's times: a unix timestamp, "now", or relative to now such as -1d, -3h, -2w (0 = the server's default)."""
+    text = text.strip()
+    if text == "now":
+        return int(time.time())
+    if text.startswith("-") and len(text) > 2 and text[-1] in _TIME_UNITS and text[1:-1].isdigit():
+        return max(int(time.time()) - int(text[1:-1]) * _TIME_UNITS[text[-1]], 0)
+    try:
+        value = int(text)
+    except ValueError:
+        raise SystemExit(f"[lncli] invalid time: {text!r}") from None
+    if value < 0:
+        raise SystemExit(f"[lncli] invalid time: {text!r}")
+    return value
+
+
+def _fwdinghistory(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--start_time", default="-1d",
+                   help="the start time for the query, as a unix timestamp or relative to now (e.g. -1w)")
+    p.add_argument("--end_time", default="now", help="the end time for the query, as for start_time")
+    p.add_argument("--index_offset", type=int, default=0, help="the number of events to skip")
+    p.add_argument("--max_events", type=int, default=0, help="the max number of events to return (server: 100)")
+
+
+def _fwdinghistory_run(stub: Any, a: argparse.Namespace) -> Any:
+    req = ln.ForwardingHistoryRequest(start_time=_time_arg(a.start_time), end_time=_time_arg(a.end_time),
+                                      index_offset=a.index_offset, num_max_events=a.max_events)
+    return to_lncli_json(stub.ForwardingHistory(req))
+
+
 PAYMENT_COMMANDS: list[Command] = [
     Command("addinvoice", "Add a new invoice.", _addinvoice, _addinvoice_run),
     Command("lookupinvoice", "Lookup an existing invoice by its payment hash.", _lookupinvoice, _lookupinvoice_run),
@@ -286,4 +328,6 @@ PAYMENT_COMMANDS: list[Command] = [
     Command("sendpayment", "Send a payment over lightning.", _sendpayment, _sendpayment_run),
     Command("trackpayment", "Track progress of an existing payment.", _trackpayment, _trackpayment_run),
     Command("listpayments", "List all outgoing payments.", _listpayments, _listpayments_run),
+    Command("feereport", "Display the current fee policies of all active channels.", _feereport, _feereport_run),
+    Command("fwdinghistory", "Query the history of all forwarded HTLCs.", _fwdinghistory, _fwdinghistory_run),
 ]

@@ -43,6 +43,14 @@ NODE_INFO_FILE = "node.json"
 SIMULTANEOUS_CONNECT_S = 5.0
 
 
+async def _notify(handlers: list[Callable[..., Any]], *args: Any) -> None:
+    """Call each hook of a layer in turn; a hook may be a plain function or a coroutine function."""
+    for handler in handlers:
+        result = handler(*args)
+        if hasattr(result, "__await__"):
+            await result
+
+
 def node_key_from_seed(seed: bytes) -> PrivateKey:
     """The node's identity key, derived from the wallet seed (restoring the seed restores the node id)."""
     return PrivateKey(hmac.new(seed, b"canal/node-identity/v1", hashlib.sha256).digest())
@@ -241,10 +249,7 @@ class LightningDaemon:
             self.synced = True
 
     async def _on_block(self, block: Any, height: int, connected: bool) -> None:
-        for handler in self.block_handlers:
-            result = handler(block, height, connected)
-            if isinstance(result, trio.lowlevel.Task) or hasattr(result, "__await__"):
-                await result
+        await _notify(self.block_handlers, block, height, connected)
 
     async def broadcast(self, tx: Transaction) -> str:
         txid = await self.chain.broadcast(tx)
@@ -309,10 +314,7 @@ class LightningDaemon:
         if started is not None:
             started.set()
         try:
-            for handler in self.peer_handlers:
-                result = handler(state, True)
-                if hasattr(result, "__await__"):
-                    await result
+            await _notify(self.peer_handlers, state, True)
             with state.cancel:
                 while True:
                     msg = await link.receive()
@@ -320,10 +322,7 @@ class LightningDaemon:
                         text = msg.printable_data()
                         state.errors.append(text)
                         log.warning("peer %s sent %s: %s", key, msg.NAME, text)
-                    for on_message in self.message_handlers:
-                        outcome = on_message(state, msg)
-                        if hasattr(outcome, "__await__"):
-                            await outcome
+                    await _notify(self.message_handlers, state, msg)
         except PeerLinkError as e:
             log.info("peer %s: %s", key, e.reason)
         finally:
@@ -332,12 +331,10 @@ class LightningDaemon:
                 del self.peers[key]
             await link.aclose()
             # A connection replaced by a newer one says nothing: the channels already moved to the new one.
-            for handler in self.peer_handlers if current else []:
-                try:
-                    result = handler(state, False)
-                    if hasattr(result, "__await__"):
-                        with trio.CancelScope(shield=True):
-                            await result
-                except Exception:  # a failing handler must not keep a dead peer around
-                    log.exception("peer handler failed")
+            if current:
+                with trio.CancelScope(shield=True):
+                    try:
+                        await _notify(self.peer_handlers, state, False)
+                    except Exception:  # a failing handler must not keep a dead peer around
+                        log.exception("peer handler failed")
             log.info("peer %s disconnected", key)

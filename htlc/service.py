@@ -2,7 +2,8 @@
 and ``invoicesrpc.Invoices`` (lnd's names, fields, enums and macaroon permissions).
 
 - ``lnrpc.Lightning``: AddInvoice, LookupInvoice, ListInvoices, SubscribeInvoices, DecodePayReq,
-  ListPayments (a mixin composed onto the channel node's servicer: :func:`payment_servicer_class`);
+  ListPayments, FeeReport, ForwardingHistory (a mixin composed onto the channel node's servicer:
+  :func:`payment_servicer_class`);
 - ``routerrpc.Router``: SendPaymentV2 and TrackPaymentV2 (server streams of ``lnrpc.Payment``);
 - ``invoicesrpc.Invoices``: SubscribeSingleInvoice, LookupInvoiceV2, CancelInvoice.
 
@@ -23,6 +24,7 @@ import trio
 from base_chain.hashes import sha256
 from channels.features import Feature
 from channels.service import FEATURE_NAMES, LightningServicer, LnRpcError, invalid
+from channels.state import ChannelState
 from proto import invoices_pb2 as inv_pb
 from proto import invoices_pb2_grpc as inv_grpc
 from proto import lightning_pb2 as ln
@@ -30,6 +32,7 @@ from proto import router_pb2 as router_pb
 from proto import router_pb2_grpc as router_grpc
 
 from .failure import FailureCode
+from .forwarding import ForwardingEvent
 from .invoice import Invoice, InvoiceError, decode_invoice, invoice_prefix, is_expired
 from .invoices import (
     DuplicateInvoice,
@@ -47,7 +50,7 @@ from .payments import (
     PaymentExists,
     Route,
 )
-from .policy import route_hints_to_us
+from .policy import DEFAULT_FEE_BASE_MSAT, DEFAULT_FEE_PPM, route_hints_to_us
 from .send import DEFAULT_FINAL_CLTV_DELTA, KEYSEND_RECORD, PaymentIntent
 
 if TYPE_CHECKING:
@@ -58,6 +61,7 @@ __all__ = [
     "InvoicesServicer",
     "PaymentLightningMixin",
     "RouterServicer",
+    "forwarding_event_to_pb",
     "invoice_to_pb",
     "pay_req_to_pb",
     "payment_servicer_class",
@@ -77,6 +81,8 @@ PAYMENT_PERMISSIONS: dict[str, set[str]] = {
     _LN + "SubscribeInvoices": {"invoices:read"},
     _LN + "DecodePayReq": {"offchain:read"},
     _LN + "ListPayments": {"offchain:read"},
+    _LN + "FeeReport": {"offchain:read"},
+    _LN + "ForwardingHistory": {"offchain:read"},
     _ROUTER + "SendPaymentV2": {"offchain:write"},
     _ROUTER + "TrackPaymentV2": {"offchain:read"},
     _ROUTER + "EstimateRouteFee": {"offchain:read"},
@@ -91,6 +97,8 @@ PAYMENT_PERMISSIONS: dict[str, set[str]] = {
 """lnd's permissions for these methods (the unimplemented ones answer UNIMPLEMENTED, not PERMISSION_DENIED)."""
 
 DEFAULT_MAX_INVOICES = 100
+DEFAULT_MAX_FORWARDING_EVENTS = 100
+FORWARDING_HISTORY_DEFAULT_SPAN_S = 24 * 3600
 STREAM_POLL_S = 1.0
 
 # --- protobuf views ---------------------------------------------------------------------------------------
@@ -192,6 +200,16 @@ def payment_to_pb(p: Payment) -> ln.Payment:
         value_msat=p.value_msat, payment_request=p.payment_request, status=p.status.name, fee_sat=p.fee_msat // 1000,
         fee_msat=p.fee_msat, creation_time_ns=p.creation_time_ns, htlcs=[_attempt_to_pb(a) for a in p.attempts],
         payment_index=p.payment_index, failure_reason="FAILURE_REASON_" + p.failure_reason.name,
+    )
+
+
+def forwarding_event_to_pb(e: ForwardingEvent) -> ln.ForwardingEvent:
+    """As lnd's ``ForwardingHistory`` fills it (sat amounts rounded down; our timestamps are whole seconds)."""
+    return ln.ForwardingEvent(
+        timestamp=e.timestamp, timestamp_ns=e.timestamp * 10**9, chan_id_in=e.chan_id_in, chan_id_out=e.chan_id_out,
+        amt_in=e.amt_in_msat // 1000, amt_out=e.amt_out_msat // 1000, amt_in_msat=e.amt_in_msat,
+        amt_out_msat=e.amt_out_msat, fee=e.fee_msat // 1000, fee_msat=e.fee_msat,
+        incoming_htlc_id=e.incoming_htlc_id, outgoing_htlc_id=e.outgoing_htlc_id,
     )
 
 
@@ -375,6 +393,43 @@ class PaymentLightningMixin(LightningServicer, _Streams):
                 payments=out, first_index_offset=payments[0].payment_index if payments else 0,
                 last_index_offset=payments[-1].payment_index if payments else 0,
                 total_num_payments=store.count() if request.count_total_payments else 0,
+            )
+        return self.run(context, fn)
+
+    def FeeReport(self, request: ln.FeeReportRequest, context: grpc.ServicerContext) -> ln.FeeReportResponse:
+        async def fn() -> ln.FeeReportResponse:
+            fees = []
+            for mc in self.node.channels.channels.values():
+                c = mc.channel.commitments
+                if mc.channel.state is not ChannelState.NORMAL or c is None or not mc.channel.short_channel_id:
+                    continue  # lnd reports its open channels (those ListChannels lists)
+                op = c.params.funding_outpoint
+                fees.append(ln.ChannelFeeReport(
+                    chan_id=mc.channel.short_channel_id, channel_point=f"{op.txid[::-1].hex()}:{op.index}",
+                    base_fee_msat=DEFAULT_FEE_BASE_MSAT, fee_per_mil=DEFAULT_FEE_PPM, fee_rate=DEFAULT_FEE_PPM / 1e6,
+                ))
+            sums = self.node.forwarder.fee_report(self.node.now())
+            return ln.FeeReportResponse(  # lnd: the msat sums, then rounded down to sat
+                channel_fees=fees, day_fee_sum=sums.day_fee_sum_msat // 1000,
+                week_fee_sum=sums.week_fee_sum_msat // 1000, month_fee_sum=sums.month_fee_sum_msat // 1000,
+            )
+        return self.run(context, fn)
+
+    def ForwardingHistory(self, request: ln.ForwardingHistoryRequest,
+                          context: grpc.ServicerContext) -> ln.ForwardingHistoryResponse:
+        async def fn() -> ln.ForwardingHistoryResponse:
+            if request.incoming_chan_ids or request.outgoing_chan_ids:
+                raise LnRpcError(grpc.StatusCode.UNIMPLEMENTED, "filtering by channel ids is not supported")
+            now = self.node.now()
+            end_time = request.end_time or now
+            start_time = request.start_time or now - FORWARDING_HISTORY_DEFAULT_SPAN_S
+            if start_time > end_time:
+                raise invalid("start time is greater than end time")
+            page = self.node.forwarder.forwarding_history(
+                start_time, end_time, request.index_offset, request.num_max_events or DEFAULT_MAX_FORWARDING_EVENTS)
+            return ln.ForwardingHistoryResponse(
+                forwarding_events=[forwarding_event_to_pb(e) for e in page.forwarding_events],
+                last_offset_index=page.last_offset_index,
             )
         return self.run(context, fn)
 

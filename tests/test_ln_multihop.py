@@ -90,3 +90,25 @@ def test_two_hop_payment_through_bob(line) -> None:
     # Channels still work afterwards.
     again = carol.rpc.AddInvoice(ln.Invoice(value=1_000))
     assert _pay(alice, again.payment_request).status == ln.Payment.SUCCEEDED
+
+    # Bob's forwarding log has exactly the two settled forwards (the failed one is not a forward), alice's none.
+    def scid(node: LightningProcess, peer: LightningProcess) -> int:
+        chans = node.rpc.ListChannels(ln.ListChannelsRequest(peer=bytes.fromhex(peer.pubkey))).channels
+        return chans[0].chan_id
+
+    fees = [fee_msat, 1000 + 1_000_000 // 1_000_000]  # 1,020 and 1,001 msat
+    wait_for(lambda: len(bob.rpc.ForwardingHistory(ln.ForwardingHistoryRequest()).forwarding_events) == 2, 20,
+             "bob's forwards logged")
+    history = bob.rpc.ForwardingHistory(ln.ForwardingHistoryRequest())
+    assert history.last_offset_index == 2
+    for event, amount, fee in zip(history.forwarding_events, [20_000_000, 1_000_000], fees, strict=True):
+        assert (event.chan_id_in, event.chan_id_out) == (scid(bob, alice), scid(bob, carol))
+        assert (event.amt_in_msat, event.amt_out_msat, event.fee_msat) == (amount + fee, amount, fee)
+        assert (event.amt_in, event.amt_out, event.fee) == ((amount + fee) // 1000, amount // 1000, fee // 1000)
+        assert event.timestamp_ns == event.timestamp * 10**9 > 0
+    report = bob.rpc.FeeReport(ln.FeeReportRequest())
+    assert report.day_fee_sum == report.week_fee_sum == report.month_fee_sum == sum(fees) // 1000 == 2
+    assert {(c.chan_id, c.base_fee_msat, c.fee_per_mil) for c in report.channel_fees} == {
+        (scid(bob, alice), 1000, 1), (scid(bob, carol), 1000, 1)}
+    assert alice.rpc.ForwardingHistory(ln.ForwardingHistoryRequest()).forwarding_events == []
+    assert alice.rpc.FeeReport(ln.FeeReportRequest()).day_fee_sum == 0
