@@ -39,10 +39,12 @@ from .effects import (
 )
 from .keys import ChannelSecrets, derive_channel_keys
 from .messages import ChannelMessage, OpenChannel
+from .monitor_host import MonitorHost, channel_has_htlcs, monitor_data_for_channel  # monitor_host bridge
 from .state import Channel, ChannelState
 from .resolver import delayed_sweep, justice_transaction, matching_revoked, to_remote_sweep
 from .store import ChannelStore
 from .transactions import ChannelType
+from .watcher import CloseKind, MonitorError  # monitor_host bridge
 from .wire import ErrorMessage, Message
 
 if TYPE_CHECKING:
@@ -112,6 +114,8 @@ class ChannelManager:
         self.on_htlc_settled: Callable[[ManagedChannel, HtlcFulfilled | HtlcFailed], Awaitable[None]] | None = None
         self.event_subscribers: list[trio.MemorySendChannel[Any]] = []
         self._recovery_sweeps: list[tuple[int, Transaction]] = []
+        #: monitor_host bridge: BOLT 5 monitors of force-closed channels with HTLCs (they own every output).
+        self.monitors = MonitorHost()
 
     # --- lifecycle --------------------------------------------------------------------------------------
 
@@ -292,6 +296,12 @@ class ChannelManager:
 
     async def block_changed(self, block: Block, height: int, connected: bool) -> None:
         async with self._lock:
+            # monitor_host bridge: feed live monitors first (a monitor adopted below already saw this block)
+            if connected:
+                for _, act in self.monitors.block_connected(height, block.transactions):
+                    await self._monitor_broadcast(act.tx, act.reason)
+            else:
+                self.monitors.block_disconnected(height)
             if connected:
                 if self._recovery_sweeps:
                     self._recovery_sweeps = await self._broadcast_sweeps(self._recovery_sweeps, block, height)
@@ -337,7 +347,8 @@ class ChannelManager:
             kind = "COOPERATIVE_CLOSE"
         elif mc.published is not None and tx.txid == mc.published.commitment_tx.txid:
             kind = "LOCAL_FORCE_CLOSE"
-            sweep = delayed_sweep(mc.published, secrets, dest, feerate)
+            sweep = None if await self._monitor_close(mc, tx, height, CloseKind.LOCAL, dest) else (
+                delayed_sweep(mc.published, secrets, dest, feerate))  # monitor_host bridge
             if sweep is not None:
                 mc.sweeps.append((height + mc.published.to_self_delay, sweep))
         else:
@@ -351,7 +362,9 @@ class ChannelManager:
                     mc.sweeps.append((height, justice))
             else:
                 kind = "REMOTE_FORCE_CLOSE"
-            sweep = to_remote_sweep(tx, secrets, anchors, dest, feerate)
+            monitored = kind == "REMOTE_FORCE_CLOSE" and await self._monitor_close(
+                mc, tx, height, CloseKind.REMOTE, dest)  # monitor_host bridge
+            sweep = None if monitored else to_remote_sweep(tx, secrets, anchors, dest, feerate)
             if sweep is not None:
                 mc.sweeps.append((height + (1 if anchors else 0), sweep))
         mc.closing_txid = tx.txid
@@ -361,6 +374,40 @@ class ChannelManager:
         mc.notify(("closed", tx.txid, kind))
         self._publish(("closed", mc.channel_id, kind))
         log.info("channel %s closed on chain by %s (%s)", mc.channel_id.hex(), tx.txid_hex(), kind)
+
+    # --- monitor_host bridge -------------------------------------------------------------------------------
+
+    async def _monitor_close(self, mc: ManagedChannel, tx: Transaction, height: int, expect: CloseKind,
+                             dest: bytes) -> bool:
+        """Hand a force close of a channel with HTLCs to a BOLT 5 monitor (channels/monitor_host.py).
+
+        True: the monitor owns every output of `tx` (the resolver must not sweep it). False: no HTLCs, or
+        the monitor could not be built / placed `tx` differently; the resolver paths keep the close."""
+        if not channel_has_htlcs(mc.channel):
+            return False
+        try:
+            data = monitor_data_for_channel(mc.channel, dest)
+            actions = self.monitors.adopt(mc.channel_id, data, tx, height)
+        except (MonitorError, ValueError) as e:
+            log.warning("channel %s: no on-chain monitor (%s); HTLC outputs are not resolved", mc.channel_id.hex(), e)
+            return False
+        monitor = self.monitors.monitor(mc.channel_id)
+        kind = None if monitor is None else monitor.close_kind
+        if kind is not expect:
+            log.warning("channel %s: monitor saw %s, expected %s; leaving the close to the resolver",
+                        mc.channel_id.hex(), kind, expect)
+            self.monitors.drop(mc.channel_id)
+            return False
+        for act in actions:
+            await self._monitor_broadcast(act.tx, act.reason)
+        return True
+
+    async def _monitor_broadcast(self, tx: Transaction, reason: str) -> None:
+        try:
+            await self.d.broadcast(tx)
+            log.info("broadcast %s (%s)", tx.txid_hex(), reason)
+        except Exception as e:  # noqa: BLE001 -- repeated every block until it confirms; may not be valid yet
+            log.info("%s not accepted yet (%s): %s", tx.txid_hex(), reason, e)
 
     async def _broadcast_sweeps(
         self, sweeps: list[tuple[int, Transaction]], block: Block, height: int

@@ -1,0 +1,257 @@
+"""The bridge between ``canal channeld``'s channel manager and the BOLT 5 watcher.
+
+:func:`monitor_data_for_channel` turns a :class:`channels.state.Channel` (its
+:class:`channels.htlcs.Commitments`) into the :class:`MonitorData` the
+:class:`channels.watcher.ChannelMonitor` needs. :class:`MonitorHost` keeps one
+monitor per force-closed channel, feeds it blocks and turns its effects into
+:class:`HostAction` values the manager carries out.
+
+Ownership (no double sweeps): when the manager hands a close to the host, the
+monitor owns *every* output of that commitment (to_local / to_remote / HTLCs)
+and the manager queues no resolver sweep for that channel. Channels without
+HTLCs, cooperative closes and breaches stay with :mod:`channels.resolver`; so
+does a channel whose monitor cannot be built (the manager falls back).
+
+Limitations (deliberate, for now):
+
+* Monitors live in memory only: a restart after the close loses them (as it
+  loses the manager's own sweep list).
+* :class:`NeedHtlcTxFunding` (zero-fee HTLC transactions of our own anchors
+  commitment) and :class:`NeedFeeBump` (CPFP through our anchor) need wallet
+  inputs: they are logged and skipped. HTLC claims from the *peer's*
+  commitment, and everything with ``static_remotekey``, need no wallet inputs.
+* :class:`HtlcResolved` / :class:`PreimageLearned` are logged and returned as
+  actions; the payment layer is not told yet (upstream fulfills on chain).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from base_chain.sighash import SIGHASH_ALL
+from base_chain.tx import OutPoint, Transaction
+
+from .htlcs import Commitments
+from .messages import UpdateFulfillHtlc
+from .monitor_data import (
+    LocalCommitment,
+    MonitorData,
+    MonitorHtlc,
+    MonitorPolicy,
+    RemoteCommitment,
+)
+from .monitor_effects import (
+    Broadcast,
+    ChannelFullyResolved,
+    Effect,
+    HtlcResolved,
+    NeedFeeBump,
+    NeedHtlcTxFunding,
+    PreimageLearned,
+    WatchOutpoint,
+)
+from .shachain import ShachainStore
+from .specs import Spec, from_compact_signature
+from .state import Channel
+from .transactions import HtlcDirection, remote_htlc_sighash_type
+from .watcher import ChannelMonitor
+
+__all__ = [
+    "BroadcastTx",
+    "HostAction",
+    "MonitorHost",
+    "channel_has_htlcs",
+    "known_preimages",
+    "monitor_data_for_channel",
+]
+
+log = logging.getLogger("canal.channels.monitor")
+
+
+def _htlcs(spec: Spec, ours: bool) -> tuple[MonitorHtlc, ...]:
+    """`spec`'s HTLCs (its owner's view) seen from us; the spec's order is kept (BOLT 3 sorts outputs)."""
+    return tuple(
+        MonitorHtlc(
+            htlc_id=h.id,
+            outgoing=(h.direction is HtlcDirection.OFFERED) == ours,
+            amount_msat=h.amount_msat,
+            payment_hash=h.add.payment_hash,
+            cltv_expiry=h.add.cltv_expiry,
+        )
+        for h in spec.htlcs
+    )
+
+
+def channel_has_htlcs(channel: Channel) -> bool:
+    """Any HTLC in our current commitment or in the peer's current / next one."""
+    c = channel.commitments
+    if c is None:
+        return False
+    specs = [c.local_commit.spec, c.remote_commit.spec]
+    if c.next_remote is not None:
+        specs.append(c.next_remote.commit.spec)
+    return any(s.htlcs for s in specs)
+
+
+def known_preimages(c: Commitments) -> dict[bytes, bytes]:
+    """Preimages in the update logs (fulfills we sent or received), keyed by payment hash."""
+    out: dict[bytes, bytes] = {}
+    for log_ in (c.local_changes, c.remote_changes):
+        for u in log_.all():
+            if isinstance(u, UpdateFulfillHtlc):
+                out[hashlib.sha256(u.payment_preimage).digest()] = u.payment_preimage
+    return out
+
+
+def monitor_data_for_channel(
+    channel: Channel,
+    destination_script: bytes,
+    *,
+    preimages: Mapping[bytes, bytes] | None = None,
+    policy: MonitorPolicy | None = None,
+) -> MonitorData:
+    """The watcher's view of `channel`'s current state (raises ValueError before funding)."""
+    c = channel.commitments
+    if c is None:
+        raise ValueError("the channel has no commitments yet")
+    p = c.params
+    lc, rc = c.local_commit, c.remote_commit
+    htlc_hash_type = remote_htlc_sighash_type(p.channel_type)
+    local = LocalCommitment(
+        commitment_number=lc.index,
+        our_balance_msat=lc.spec.to_local_msat,
+        their_balance_msat=lc.spec.to_remote_msat,
+        feerate_per_kw=lc.spec.feerate_per_kw,
+        htlcs=_htlcs(lc.spec, True),
+        remote_commitment_sig=from_compact_signature(lc.signature, SIGHASH_ALL),
+        remote_htlc_sigs=tuple(from_compact_signature(s, htlc_hash_type) for s in lc.htlc_signatures),
+    )
+    remote = RemoteCommitment(rc.index, rc.per_commitment_point, _htlcs(rc.spec, False))
+    nxt = None
+    if c.next_remote is not None:
+        n = c.next_remote.commit
+        nxt = RemoteCommitment(n.index, n.per_commitment_point, _htlcs(n.spec, False))
+    known = known_preimages(c)
+    for payment_hash, preimage in (preimages or {}).items():
+        if hashlib.sha256(preimage).digest() == payment_hash:
+            known[payment_hash] = preimage
+    return MonitorData(
+        funding_outpoint=p.funding_outpoint,
+        funding_sat=p.funding_sat,
+        channel_type=p.channel_type,
+        local_is_opener=p.is_funder,
+        secrets=c.secrets,
+        remote_keys=p.remote.keys,
+        local_to_self_delay=p.remote.to_self_delay,  # the peer asks for the delay on our outputs
+        remote_to_self_delay=p.local.to_self_delay,
+        local_dust_limit_sat=p.local.dust_limit_sat,
+        remote_dust_limit_sat=p.remote.dust_limit_sat,
+        obscure_factor=p.obscure_factor,
+        local_commitment=local,
+        remote_commitment=remote,
+        destination_script=destination_script,
+        remote_next_commitment=nxt,
+        remote_secrets=ShachainStore.from_bytes(c.remote_secrets.to_bytes()),
+        preimages=known,
+        policy=policy or MonitorPolicy(),
+    )
+
+
+# --- actions for the manager -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastTx:
+    """Send `tx` (the monitor repeats it every block until it confirms)."""
+
+    tx: Transaction
+    reason: str
+
+
+HostAction = BroadcastTx
+
+
+@dataclass(eq=False)
+class _Live:
+    monitor: ChannelMonitor
+    watched: set[OutPoint]
+
+
+class MonitorHost:
+    """One :class:`ChannelMonitor` per closed channel (keyed by channel id), fed with blocks."""
+
+    def __init__(self) -> None:
+        self._live: dict[bytes, _Live] = {}
+
+    def __contains__(self, channel_id: object) -> bool:
+        return channel_id in self._live
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def drop(self, channel_id: bytes) -> None:
+        self._live.pop(channel_id, None)
+
+    def monitor(self, channel_id: bytes) -> ChannelMonitor | None:
+        live = self._live.get(channel_id)
+        return None if live is None else live.monitor
+
+    def adopt(
+        self, channel_id: bytes, data: MonitorData, closing_tx: Transaction, height: int
+    ) -> list[HostAction]:
+        """Start watching a channel whose funding output `closing_tx` spent at `height`.
+
+        Raises :class:`channels.watcher.MonitorError` (a ValueError) when the data
+        does not match (our commitment's signatures are checked)."""
+        monitor = ChannelMonitor(data, tip_height=height - 1)
+        live = _Live(monitor, set())
+        actions = self._handle(channel_id, live, monitor.start())
+        actions += self._handle(channel_id, live, monitor.block_connected(height, [closing_tx]))
+        self._live[channel_id] = live
+        log.info("channel %s: on-chain monitor took over the close %s (%s)", channel_id.hex(),
+                 closing_tx.txid_hex(), monitor.close_kind)
+        return actions
+
+    def block_connected(self, height: int, txs: Iterable[Transaction]) -> list[tuple[bytes, HostAction]]:
+        """Feed the block at `height` (all its transactions) to every live monitor."""
+        txs = list(txs)
+        out: list[tuple[bytes, HostAction]] = []
+        for channel_id, live in list(self._live.items()):
+            relevant = [tx for tx in txs if any(txin.prevout in live.watched for txin in tx.inputs)]
+            actions = self._handle(channel_id, live, live.monitor.block_connected(height, relevant))
+            out += [(channel_id, a) for a in actions]
+        return out
+
+    def block_disconnected(self, height: int) -> None:
+        for channel_id, live in list(self._live.items()):
+            self._handle(channel_id, live, live.monitor.block_disconnected(height))
+
+    def _handle(self, channel_id: bytes, live: _Live, effects: list[Effect]) -> list[HostAction]:
+        cid = channel_id.hex()
+        actions: list[HostAction] = []
+        for eff in effects:
+            if isinstance(eff, Broadcast):
+                actions.append(BroadcastTx(eff.tx, eff.reason))
+            elif isinstance(eff, WatchOutpoint):
+                live.watched.add(eff.outpoint)
+            elif isinstance(eff, NeedHtlcTxFunding):
+                log.warning("channel %s: HTLC tx for %s needs wallet inputs (anchors): not supported yet, skipped",
+                            cid, eff.htlc_outpoint)
+            elif isinstance(eff, NeedFeeBump):
+                log.warning("channel %s: commitment %s needs a CPFP fee bump: not supported yet, skipped",
+                            cid, eff.txid[::-1].hex())
+            elif isinstance(eff, HtlcResolved):
+                log.info("channel %s: HTLC %s %d resolved on chain (%s)", cid,
+                         "out" if eff.outgoing else "in", eff.htlc_id,
+                         "fulfilled" if eff.preimage is not None else "failed")
+            elif isinstance(eff, PreimageLearned):
+                log.info("channel %s: learned preimage of %s on chain", cid, eff.payment_hash.hex())
+            elif isinstance(eff, ChannelFullyResolved):
+                log.info("channel %s: every output resolved; monitor retired", cid)
+                self._live.pop(channel_id, None)
+            else:
+                log.debug("channel %s: monitor effect %s", cid, eff)
+        return actions

@@ -1,0 +1,251 @@
+"""HTLC outputs resolved on chain through channels.monitor_host (BOLT 5 via ChannelMonitor).
+
+A channel pair is driven in memory (tests/test_channel_state.py's harness) until
+both commitments carry one HTLC each way; then one side force-closes and the
+MonitorData built from the live Channel by ``monitor_data_for_channel`` must make
+the monitor claim the HTLC outputs with transactions that pass the script
+interpreter. (The process-level test, with two ``canal channeld``, is still missing.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+from test_channel_state import (
+    FEATURES,
+    FEATURES_NO_ANCHORS,
+    SEED_A,
+    Pair,
+    payment_hash,
+    preimage,
+)
+
+from base_chain import crypto
+from base_chain.block import Block, BlockHeader
+from base_chain.script import STANDARD_FLAGS, verify_script
+from base_chain.tx import OutPoint, Transaction, TxOut
+from channels.effects import Broadcast as ChannelBroadcast
+from channels.effects import LocalCommitmentPublished
+from channels.manager import ChannelManager, FundingWatch, ManagedChannel
+from channels.monitor_host import (
+    BroadcastTx,
+    MonitorHost,
+    channel_has_htlcs,
+    monitor_data_for_channel,
+)
+from channels.store import ChannelStore
+from channels.transactions import ChannelType
+from channels.watcher import CloseKind
+
+DEST = bytes([0, 20]) + b"\xdd" * 20
+CLTV = 600_000
+CLOSE_HEIGHT = CLTV - 50
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _coincurve() -> Iterator[None]:
+    previous = crypto.get_backend().name
+    if "coincurve" in crypto.available_backends():
+        crypto.set_backend("coincurve")
+    try:
+        yield
+    finally:
+        crypto.set_backend(previous)
+
+
+def _pair(anchors: bool) -> Pair:
+    features = FEATURES if anchors else FEATURES_NO_ANCHORS
+    pair = Pair(features_a=features, features_b=features)
+    a, b = pair.a, pair.b
+    assert a.channel.channel_type is (ChannelType.ANCHORS if anchors else ChannelType.STATIC_REMOTEKEY)
+    pair.pay(a, 20_000_000, 1, cltv=CLTV)  # a -> b: a's outgoing HTLC, b learns nothing
+    pair.pay(b, 30_000_000, 2, cltv=CLTV + 10)  # b -> a: a will know the preimage
+    pair.commit(a)
+    pair.settle()
+    pair.commit(b)
+    pair.settle()
+    for side in (a, b):
+        c = side.channel.commitments
+        assert c is not None and len(c.local_commit.spec.htlcs) == 2 and len(c.remote_commit.spec.htlcs) == 2
+    return pair
+
+
+def _force_close(side_channel: object) -> Transaction:
+    effects = side_channel.force_close()  # type: ignore[attr-defined]
+    return next(e.tx for e in effects if isinstance(e, ChannelBroadcast) and e.label == "commitment")
+
+
+def _verify(tx: Transaction, known: dict[OutPoint, TxOut]) -> None:
+    for i, txin in enumerate(tx.inputs):
+        prev = known[txin.prevout]
+        verify_script(b"", prev.script_pubkey, txin.witness, STANDARD_FLAGS, tx, i, prev.amount_sat)
+
+
+def _outputs(tx: Transaction) -> dict[OutPoint, TxOut]:
+    return {OutPoint(tx.txid, i): o for i, o in enumerate(tx.outputs)}
+
+
+def _run(host: MonitorHost, cid: bytes, data_pair: tuple[object, Transaction]) -> list[Transaction]:
+    """Adopt the close at CLOSE_HEIGHT, then mine empty blocks past the CLTVs; every broadcast, once."""
+    data, closing = data_pair
+    seen: dict[bytes, Transaction] = {}
+    for act in host.adopt(cid, data, closing, CLOSE_HEIGHT):  # type: ignore[arg-type]
+        assert isinstance(act, BroadcastTx)
+        seen.setdefault(act.tx.txid, act.tx)
+    for height in range(CLOSE_HEIGHT + 1, CLTV + 12):
+        for got_cid, act in host.block_connected(height, []):
+            assert got_cid == cid
+            seen.setdefault(act.tx.txid, act.tx)
+    return list(seen.values())
+
+
+def _htlc_spends(txs: list[Transaction], closing: Transaction) -> list[Transaction]:
+    return [tx for tx in txs if any(txin.prevout.txid == closing.txid for txin in tx.inputs)]
+
+
+@pytest.mark.parametrize("anchors", [False, True], ids=["static_remotekey", "anchors"])
+def test_remote_force_close_htlcs_claimed(anchors: bool) -> None:
+    """b broadcasts its commitment: a claims b's HTLC with the preimage and takes its own back after the CLTV."""
+    pair = _pair(anchors)
+    a, b = pair.a, pair.b
+    assert channel_has_htlcs(a.channel)
+    data = monitor_data_for_channel(a.channel, DEST, preimages={payment_hash(2): preimage(2)})
+    closing = _force_close(b.channel)
+    host = MonitorHost()
+    cid = a.channel.channel_id
+    txs = _run(host, cid, (data, closing))
+    monitor = host.monitor(cid)
+    assert monitor is not None and monitor.close_kind is CloseKind.REMOTE
+    known = _outputs(closing)
+    spends = _htlc_spends(txs, closing)
+    htlc_outputs = {o.outpoint for o in monitor.outputs if o.htlc is not None}
+    assert len(htlc_outputs) == 2
+    claimed = {txin.prevout for tx in spends for txin in tx.inputs}
+    assert htlc_outputs <= claimed
+    for tx in spends:
+        assert all(o.script_pubkey == DEST for o in tx.outputs)
+        _verify(tx, known)
+    success = [tx for tx in spends if any(preimage(2) in txin.witness for txin in tx.inputs)]
+    assert success, "no preimage claim of b's HTLC"
+
+
+@pytest.mark.parametrize("anchors", [False, True], ids=["static_remotekey", "anchors"])
+def test_local_force_close_htlc_transactions(anchors: bool) -> None:
+    """a broadcasts its commitment: HTLC-success at once (preimage known), HTLC-timeout at the CLTV.
+
+    With anchors those are zero-fee transactions that need wallet inputs: the host
+    logs and skips them (NeedHtlcTxFunding), so no HTLC spend goes out."""
+    pair = _pair(anchors)
+    a = pair.a
+    data = monitor_data_for_channel(a.channel, DEST, preimages={payment_hash(2): preimage(2)})
+    closing = _force_close(a.channel)
+    host = MonitorHost()
+    cid = a.channel.channel_id
+    txs = _run(host, cid, (data, closing))
+    monitor = host.monitor(cid)
+    assert monitor is not None and monitor.close_kind is CloseKind.LOCAL
+    spends = _htlc_spends(txs, closing)
+    htlc_outputs = {o.outpoint for o in monitor.outputs if o.htlc is not None}
+    assert len(htlc_outputs) == 2
+    htlc_txs = [tx for tx in spends if any(txin.prevout in htlc_outputs for txin in tx.inputs)]
+    if anchors:
+        assert htlc_txs == []
+        return
+    assert len(htlc_txs) == 2
+    known = _outputs(closing)
+    for tx in htlc_txs:
+        _verify(tx, known)
+    success = [tx for tx in htlc_txs if preimage(2) in tx.inputs[0].witness]
+    timeout = [tx for tx in htlc_txs if tx not in success]
+    assert len(success) == 1 and len(timeout) == 1
+    assert timeout[0].locktime == CLTV
+
+
+def test_preimages_from_the_update_log_and_no_htlcs() -> None:
+    pair = Pair(features_a=FEATURES_NO_ANCHORS, features_b=FEATURES_NO_ANCHORS)
+    assert not channel_has_htlcs(pair.a.channel)
+    pair.pay(pair.a, 20_000_000, 7)
+    pair.commit(pair.a)
+    pair.settle()
+    pair.do(pair.b, pair.b.channel.fulfill_htlc(0, preimage(7)))
+    data = monitor_data_for_channel(pair.b.channel, DEST)
+    assert data.preimages == {payment_hash(7): preimage(7)}
+    assert hashlib.sha256(preimage(7)).digest() == payment_hash(7)
+    assert channel_has_htlcs(pair.b.channel)
+
+
+# --- the manager hook (ChannelManager._funding_spent / block_changed) with a fake daemon ---------------------
+
+
+class _FakeChain:
+    async def estimate_fee_sat_kvb(self, blocks: int) -> int:
+        return 10_000
+
+
+class _FakeWallet:
+    def get_change_script(self) -> bytes:
+        return DEST
+
+
+class _FakeDaemon:
+    def __init__(self) -> None:
+        self.chain = _FakeChain()
+        self.wallet = _FakeWallet()
+        self.sent: list[Transaction] = []
+
+    async def broadcast(self, tx: Transaction) -> str:
+        self.sent.append(tx)
+        return tx.txid_hex()
+
+
+def _block(txs: list[Transaction]) -> Block:
+    return Block(BlockHeader(1, bytes(32), bytes(32), 0, 0, 0), txs)
+
+
+@pytest.mark.parametrize(
+    "local,anchors",
+    [(True, False), (False, False), (False, True)],
+    ids=["local-static_remotekey", "remote-static_remotekey", "remote-anchors"],
+)
+def test_manager_hands_force_close_with_htlcs_to_monitor(tmp_path: Path, local: bool, anchors: bool) -> None:
+    pair = _pair(anchors)
+    a, b = pair.a, pair.b
+    # a settles b's HTLC off chain (the preimage is only in its update log), then the channel closes
+    pair.do(a, a.channel.fulfill_htlc(0, preimage(2)))
+    daemon = _FakeDaemon()
+    c = a.channel.commitments
+    assert c is not None
+
+    async def main() -> None:
+        manager = ChannelManager(daemon, ChannelStore(tmp_path / "channels.sqlite"), SEED_A)  # type: ignore[arg-type]
+        mc = ManagedChannel(a.channel, b"\x02" * 33, 0)
+        mc.watch = FundingWatch(c.params.funding_outpoint, c.params.funding_script_pubkey, 3, CLOSE_HEIGHT - 10, 1)
+        manager.channels[mc.channel_id] = mc
+        if local:
+            effects = a.channel.force_close()
+            mc.published = next(e for e in effects if isinstance(e, LocalCommitmentPublished))
+            closing = mc.published.commitment_tx
+        else:
+            closing = _force_close(b.channel)
+        await manager.block_changed(_block([closing]), CLOSE_HEIGHT, True)
+        assert mc.channel_id in manager.monitors and mc.sweeps == []  # the monitor owns the close
+        for height in range(CLOSE_HEIGHT + 1, CLTV + 3):
+            await manager.block_changed(_block([]), height, True)
+        closings.append(closing)
+
+    closings: list[Transaction] = []
+    trio.run(main)
+    closing = closings[0]
+    spends = {tx.txid: tx for tx in daemon.sent if any(txin.prevout.txid == closing.txid for txin in tx.inputs)}
+    known = _outputs(closing)
+    for tx in spends.values():
+        _verify(tx, known)
+    htlc_indexes = {i for i, o in enumerate(closing.outputs) if o.amount_sat in (20_000, 30_000)}
+    assert len(htlc_indexes) == 2
+    claimed = {txin.prevout.index for tx in spends.values() for txin in tx.inputs}
+    assert htlc_indexes <= claimed
+    assert any(preimage(2) in txin.witness for tx in spends.values() for txin in tx.inputs)
