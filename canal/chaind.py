@@ -4,32 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import trio
 
 from base_chain.daemon import ChainDaemon
+from base_chain.logs import setup_logging
 from base_chain.params import chain_names, get_params
 
-__all__ = ["main", "setup_logging"]
-
-
-def setup_logging(datadir: Path, name: str, verbose: bool = False) -> None:
-    datadir.mkdir(parents=True, exist_ok=True)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root = logging.getLogger()
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    file_handler = logging.FileHandler(datadir / "debug.log")
-    file_handler.setFormatter(fmt)
-    err = logging.StreamHandler(sys.stderr)
-    err.setFormatter(fmt)
-    root.addHandler(file_handler)
-    root.addHandler(err)
-    logging.getLogger(name).info("starting, logging to %s", datadir / "debug.log")
+__all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

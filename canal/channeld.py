@@ -12,7 +12,7 @@ import trio
 from base_chain.params import chain_names, get_params
 from base_chain.rpc.client import read_rpc_endpoint
 
-from .chaind import setup_logging
+from base_chain.logs import setup_logging
 
 __all__ = ["main"]
 

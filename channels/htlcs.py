@@ -63,8 +63,11 @@ from .messages import (
     UpdateMessage,
 )
 from .shachain import ShachainError, ShachainStore
-from .specs import (
+from .specs import (  # the hex helpers are the snapshot format's, shared
     ChannelParams,
+    _hex,
+    _point,
+    _unhex,
     Htlc,
     Spec,
     commit_tx_fee_msat,
@@ -104,18 +107,6 @@ MAX_CLTV_EXPIRY = 500_000_000
 _OFFERED = HtlcDirection.OFFERED
 _RECEIVED = HtlcDirection.RECEIVED
 _FEE_SPIKE_MULTIPLE = 2  # BOLT 2's recommended "fee spike buffer": twice the feerate
-
-
-def _hex(b: bytes) -> str:
-    return b.hex()
-
-
-def _unhex(s: str) -> bytes:
-    return bytes.fromhex(s)
-
-
-def _point(s: str) -> PublicKey:
-    return PublicKey.from_bytes(bytes.fromhex(s))
 
 
 # --- commitments ------------------------------------------------------------------------

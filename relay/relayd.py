@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,6 +41,7 @@ from typing import Any, TypeVar
 import grpc
 import trio
 
+from base_chain.logs import setup_logging
 from base_chain.block import BlockHeader
 from base_chain.params import ChainParams, chain_names, get_params
 from base_chain.rpc import channel_for
@@ -457,21 +457,6 @@ def _describe(e: BaseException) -> str:
 # --------------------------------------------------------------------------
 
 
-def _setup_logging(datadir: Path, verbose: bool) -> None:
-    datadir.mkdir(parents=True, exist_ok=True)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root = logging.getLogger()
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    file_handler = logging.FileHandler(datadir / "debug.log")
-    file_handler.setFormatter(fmt)
-    err = logging.StreamHandler(sys.stderr)
-    err.setFormatter(fmt)
-    root.addHandler(file_handler)
-    root.addHandler(err)
-
-
 def _parse_checkpoint(s: str) -> tuple[int, bytes]:
     height_s, _, hash_hex = s.partition(":")
     try:
@@ -508,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help=f"headers kept off the best chain (default {DEFAULT_MAX_STALE_HEADERS})")
     ap.add_argument("--debug", action="store_true")
     ns = ap.parse_args(argv)
-    _setup_logging(ns.datadir, ns.debug)
+    setup_logging(ns.datadir, "canal.relayd", ns.debug)
     host, port = ns.chain_rpc if ns.chain_rpc else (None, None)
     daemon = RelayDaemon(get_params(ns.chain), ns.datadir, ns.chain_datadir, chain_host=host, chain_port=port,
                          checkpoint=ns.checkpoint, poll_interval_s=ns.poll_interval,
