@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["StoredIndexEntry", "ChainStore", "open_db"]
+__all__ = ["StoredIndexEntry", "ChainStore", "open_db", "write_transaction"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS block_index (
@@ -39,6 +39,18 @@ def open_db(path: Path | str) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT on an autocommit connection: everything inside lands together or not at all."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,15 +83,10 @@ class ChainStore:
         if self._in_tx:
             yield
             return
-        self.conn.execute("BEGIN IMMEDIATE")
         self._in_tx = True
         try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
+            with write_transaction(self.conn):
+                yield
         finally:
             self._in_tx = False
 

@@ -18,6 +18,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from .store import write_transaction
 from .tx import OutPoint
 
 __all__ = [
@@ -117,8 +118,7 @@ def init_db(conn: sqlite3.Connection, chain: str, seed: bytes | None) -> bytes:
     """Create the tables if needed and, on first start, the meta rows for ``chain`` with ``seed``
     (or 32 random bytes), in one sqlite transaction. Returns the stored seed."""
     conn.executescript(SCHEMA)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         stored = get_meta(conn, "seed")
         if stored is None:
             stored = seed if seed is not None else secrets.token_bytes(32)
@@ -127,10 +127,6 @@ def init_db(conn: sqlite3.Connection, chain: str, seed: bytes | None) -> bytes:
                 ("next_0", 0), ("next_1", 0), ("seq", 0),
             ):
                 conn.execute("INSERT INTO meta VALUES (?, ?)", (key, value))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return bytes(stored)
 
 

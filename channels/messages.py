@@ -42,6 +42,9 @@ from .wire import (
 )
 
 __all__ = [
+    "check_bytes",
+    "check_uint",
+    "check_var",
     "ONION_PACKET_LEN",
     "MAX_HTLC_SIGNATURES",
     "ATTRIBUTION_DATA_LEN",
@@ -87,17 +90,17 @@ _ZERO32 = bytes(32)
 # field helpers
 
 
-def _check_bytes(name: str, value: bytes, length: int) -> None:
+def check_bytes(name: str, value: bytes, length: int) -> None:
     if len(value) != length:
         raise ValueError(f"{name} is {length} bytes, not {len(value)}")
 
 
-def _check_uint(name: str, value: int, bits: int) -> None:
+def check_uint(name: str, value: int, bits: int) -> None:
     if not 0 <= value < 1 << bits:
         raise ValueError(f"{name} out of range for u{bits}: {value}")
 
 
-def _check_var(name: str, value: bytes) -> None:
+def check_var(name: str, value: bytes) -> None:
     if len(value) > 0xFFFF:
         raise ValueError(f"{name} is {len(value)} bytes; a u16 length allows at most 65535")
 
@@ -143,8 +146,8 @@ def _read_txid_flags(r: Reader) -> tuple[bytes, int]:
 
 
 def _write_txid_flags(value: tuple[bytes, int]) -> bytes:
-    _check_bytes("txid", value[0], 32)
-    _check_uint("retransmit_flags", value[1], 8)
+    check_bytes("txid", value[0], 32)
+    check_uint("retransmit_flags", value[1], 8)
     return value[0] + bytes([value[1]])
 
 
@@ -215,11 +218,11 @@ class _OpenAcceptCommon(ChannelMessage):
         upfront_shutdown_script: bytes | None,
         **ints: tuple[int, int],
     ) -> None:
-        _check_bytes("temporary_channel_id", temporary_channel_id, 32)
+        check_bytes("temporary_channel_id", temporary_channel_id, 32)
         for name, (value, bits) in ints.items():
-            _check_uint(name, value, bits)
+            check_uint(name, value, bits)
         if upfront_shutdown_script is not None:
-            _check_var("upfront_shutdown_script", upfront_shutdown_script)
+            check_var("upfront_shutdown_script", upfront_shutdown_script)
 
 
 @dataclass(frozen=True)
@@ -253,7 +256,7 @@ class OpenChannel(_OpenAcceptCommon):
     unknown_tlvs: tuple[TlvRecord, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_bytes("chain_hash", self.chain_hash, 32)
+        check_bytes("chain_hash", self.chain_hash, 32)
         self._check_common(
             self.temporary_channel_id,
             self.upfront_shutdown_script,
@@ -453,10 +456,10 @@ class FundingCreated(ChannelMessage):
     unknown_tlvs: tuple[TlvRecord, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_bytes("temporary_channel_id", self.temporary_channel_id, 32)
-        _check_bytes("funding_txid", self.funding_txid, 32)
-        _check_uint("funding_output_index", self.funding_output_index, 16)
-        _check_bytes("signature", self.signature, 64)
+        check_bytes("temporary_channel_id", self.temporary_channel_id, 32)
+        check_bytes("funding_txid", self.funding_txid, 32)
+        check_uint("funding_output_index", self.funding_output_index, 16)
+        check_bytes("signature", self.signature, 64)
 
     @property
     def target_channel_id(self) -> bytes:
@@ -488,8 +491,8 @@ class _IdAndSignature(ChannelMessage):
     TLVS: ClassVar[TlvNamespace]
 
     def __post_init__(self) -> None:
-        _check_bytes("channel_id", self.channel_id, 32)
-        _check_bytes("signature", self.signature, 64)
+        check_bytes("channel_id", self.channel_id, 32)
+        check_bytes("signature", self.signature, 64)
 
     @property
     def target_channel_id(self) -> bytes:
@@ -528,9 +531,9 @@ class ChannelReady(ChannelMessage):
     unknown_tlvs: tuple[TlvRecord, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_bytes("channel_id", self.channel_id, 32)
+        check_bytes("channel_id", self.channel_id, 32)
         if self.short_channel_id is not None:
-            _check_uint("short_channel_id", self.short_channel_id, 64)
+            check_uint("short_channel_id", self.short_channel_id, 64)
 
     @property
     def target_channel_id(self) -> bytes:

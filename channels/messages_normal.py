@@ -38,9 +38,9 @@ from .messages import (
     _UPDATE_FAIL_MALFORMED_TLVS,
     _UPDATE_FEE_TLVS,
     _ZERO32,
-    _check_bytes,
-    _check_uint,
-    _check_var,
+    check_bytes,
+    check_uint,
+    check_var,
     _stream,
 )
 
@@ -61,8 +61,8 @@ class Shutdown(ChannelMessage):
     unknown_tlvs: tuple[TlvRecord, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_bytes("channel_id", self.channel_id, 32)
-        _check_var("scriptpubkey", self.scriptpubkey)
+        check_bytes("channel_id", self.channel_id, 32)
+        check_var("scriptpubkey", self.scriptpubkey)
 
     @property
     def target_channel_id(self) -> bytes:
@@ -99,13 +99,13 @@ class ClosingSigned(ChannelMessage):
     unknown_tlvs: tuple[TlvRecord, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_bytes("channel_id", self.channel_id, 32)
-        _check_uint("fee_satoshis", self.fee_satoshis, 64)
-        _check_bytes("signature", self.signature, 64)
+        check_bytes("channel_id", self.channel_id, 32)
+        check_uint("fee_satoshis", self.fee_satoshis, 64)
+        check_bytes("signature", self.signature, 64)
         if self.fee_range is not None:
             lo, hi = self.fee_range
-            _check_uint("min_fee_satoshis", lo, 64)
-            _check_uint("max_fee_satoshis", hi, 64)
+            check_uint("min_fee_satoshis", lo, 64)
+            check_uint("max_fee_satoshis", hi, 64)
 
     @property
     def target_channel_id(self) -> bytes:
@@ -146,12 +146,12 @@ class UpdateAddHtlc(ChannelMessage):
     unknown_tlvs: tuple[TlvRecord, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_bytes("channel_id", self.channel_id, 32)
-        _check_uint("id", self.id, 64)
-        _check_uint("amount_msat", self.amount_msat, 64)
-        _check_bytes("payment_hash", self.payment_hash, 32)
-        _check_uint("cltv_expiry", self.cltv_expiry, 32)
-        _check_bytes("onion_routing_packet", self.onion_routing_packet, ONION_PACKET_LEN)
+        check_bytes("channel_id", self.channel_id, 32)
+        check_uint("id", self.id, 64)
+        check_uint("amount_msat", self.amount_msat, 64)
+        check_bytes("payment_hash", self.payment_hash, 32)
+        check_uint("cltv_expiry", self.cltv_expiry, 32)
+        check_bytes("onion_routing_packet", self.onion_routing_packet, ONION_PACKET_LEN)
 
     @property
     def target_channel_id(self) -> bytes:
@@ -195,11 +195,11 @@ class UpdateFulfillHtlc(ChannelMessage):
     unknown_tlvs: tuple[TlvRecord, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_bytes("channel_id", self.channel_id, 32)
-        _check_uint("id", self.id, 64)
-        _check_bytes("payment_preimage", self.payment_preimage, 32)
+        check_bytes("channel_id", self.channel_id, 32)
+        check_uint("id", self.id, 64)
+        check_bytes("payment_preimage", self.payment_preimage, 32)
         if self.attribution_data is not None:
-            _check_bytes("attribution_data", self.attribution_data, ATTRIBUTION_DATA_LEN)
+            check_bytes("attribution_data", self.attribution_data, ATTRIBUTION_DATA_LEN)
 
     @property
     def target_channel_id(self) -> bytes:
@@ -233,11 +233,11 @@ class UpdateFailHtlc(ChannelMessage):
     unknown_tlvs: tuple[TlvRecord, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_bytes("channel_id", self.channel_id, 32)
-        _check_uint("id", self.id, 64)
-        _check_var("reason", self.reason)
+        check_bytes("channel_id", self.channel_id, 32)
+        check_uint("id", self.id, 64)
+        check_var("reason", self.reason)
         if self.attribution_data is not None:
-            _check_bytes("attribution_data", self.attribution_data, ATTRIBUTION_DATA_LEN)
+            check_bytes("attribution_data", self.attribution_data, ATTRIBUTION_DATA_LEN)
 
     @property
     def target_channel_id(self) -> bytes:
@@ -272,10 +272,10 @@ class UpdateFailMalformedHtlc(ChannelMessage):
     unknown_tlvs: tuple[TlvRecord, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_bytes("channel_id", self.channel_id, 32)
-        _check_uint("id", self.id, 64)
-        _check_bytes("sha256_of_onion", self.sha256_of_onion, 32)
-        _check_uint("failure_code", self.failure_code, 16)
+        check_bytes("channel_id", self.channel_id, 32)
+        check_uint("id", self.id, 64)
+        check_bytes("sha256_of_onion", self.sha256_of_onion, 32)
+        check_uint("failure_code", self.failure_code, 16)
 
     @property
     def target_channel_id(self) -> bytes:
@@ -315,14 +315,14 @@ class CommitmentSigned(ChannelMessage):
     unknown_tlvs: tuple[TlvRecord, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_bytes("channel_id", self.channel_id, 32)
-        _check_bytes("signature", self.signature, 64)
+        check_bytes("channel_id", self.channel_id, 32)
+        check_bytes("signature", self.signature, 64)
         if len(self.htlc_signatures) > 0xFFFF:
             raise ValueError("num_htlcs does not fit a u16")
         for sig in self.htlc_signatures:
-            _check_bytes("htlc_signature", sig, 64)
+            check_bytes("htlc_signature", sig, 64)
         if self.funding_txid is not None:
-            _check_bytes("funding_txid", self.funding_txid, 32)
+            check_bytes("funding_txid", self.funding_txid, 32)
 
     @property
     def target_channel_id(self) -> bytes:
@@ -362,8 +362,8 @@ class RevokeAndAck(ChannelMessage):
     unknown_tlvs: tuple[TlvRecord, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_bytes("channel_id", self.channel_id, 32)
-        _check_bytes("per_commitment_secret", self.per_commitment_secret, 32)
+        check_bytes("channel_id", self.channel_id, 32)
+        check_bytes("per_commitment_secret", self.per_commitment_secret, 32)
 
     @property
     def target_channel_id(self) -> bytes:
@@ -397,8 +397,8 @@ class UpdateFee(ChannelMessage):
     unknown_tlvs: tuple[TlvRecord, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_bytes("channel_id", self.channel_id, 32)
-        _check_uint("feerate_per_kw", self.feerate_per_kw, 32)
+        check_bytes("channel_id", self.channel_id, 32)
+        check_uint("feerate_per_kw", self.feerate_per_kw, 32)
 
     @property
     def target_channel_id(self) -> bytes:
@@ -440,17 +440,17 @@ class ChannelReestablish(ChannelMessage):
     unknown_tlvs: tuple[TlvRecord, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_bytes("channel_id", self.channel_id, 32)
-        _check_uint("next_commitment_number", self.next_commitment_number, 64)
-        _check_uint("next_revocation_number", self.next_revocation_number, 64)
-        _check_bytes("your_last_per_commitment_secret", self.your_last_per_commitment_secret, 32)
+        check_bytes("channel_id", self.channel_id, 32)
+        check_uint("next_commitment_number", self.next_commitment_number, 64)
+        check_uint("next_revocation_number", self.next_revocation_number, 64)
+        check_bytes("your_last_per_commitment_secret", self.your_last_per_commitment_secret, 32)
         for name, value in (
             ("next_funding", self.next_funding),
             ("my_current_funding_locked", self.my_current_funding_locked),
         ):
             if value is not None:
-                _check_bytes(f"{name} txid", value[0], 32)
-                _check_uint(f"{name} retransmit_flags", value[1], 8)
+                check_bytes(f"{name} txid", value[0], 32)
+                check_uint(f"{name} retransmit_flags", value[1], 8)
 
     @property
     def target_channel_id(self) -> bytes:

@@ -8,14 +8,15 @@ before it carries out the effects that follow (persist before you promise).
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from base_chain.store import open_db
+from base_chain.store import open_db, write_transaction
 
 __all__ = ["ChannelStore", "StoredChannel", "ClosedChannel"]
 
@@ -68,15 +69,8 @@ class ChannelStore:
     def close(self) -> None:
         self.conn.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self.conn)
 
     def next_channel_index(self) -> int:
         """A fresh key-derivation index for a new channel, reserved durably before use."""

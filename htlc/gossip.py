@@ -52,6 +52,7 @@ from typing import ClassVar, Generic, NamedTuple, Self, TypeVar
 
 from base_chain.crypto import PublicKey
 from channels.features import Features
+from channels.messages import check_bytes, check_uint, check_var
 from channels.tlv import (
     Reader,
     TlvError,
@@ -118,21 +119,6 @@ class InvalidSignature(GossipError):
 
 # ---------------------------------------------------------------------------
 # field helpers
-
-
-def _check_bytes(name: str, value: bytes, length: int) -> None:
-    if len(value) != length:
-        raise ValueError(f"{name} is {length} bytes, not {len(value)}")
-
-
-def _check_uint(name: str, value: int, bits: int) -> None:
-    if not 0 <= value < 1 << bits:
-        raise ValueError(f"{name} out of range for u{bits}: {value}")
-
-
-def _check_var(name: str, value: bytes) -> None:
-    if len(value) > 0xFFFF:
-        raise ValueError(f"{name} is {len(value)} bytes; a u16 length allows at most 65535")
 
 
 def _stream(unknown: tuple[TlvRecord, ...]) -> TlvStream:
@@ -356,7 +342,7 @@ class NodeAddress:
             raise ValueError(f"unknown address descriptor type {self.type}")
         elif len(self.address) != length:
             raise ValueError(f"an address of type {self.type} is {length} bytes")
-        _check_uint("port", self.port, 16)
+        check_uint("port", self.port, 16)
 
     @property
     def host(self) -> str:
@@ -433,10 +419,10 @@ class ChannelAnnouncement(Message):
 
     def __post_init__(self) -> None:
         for name in ("node_signature_1", "node_signature_2", "bitcoin_signature_1", "bitcoin_signature_2"):
-            _check_bytes(name, getattr(self, name), _SIG_LEN)
-        _check_var("features", self.features)
-        _check_bytes("chain_hash", self.chain_hash, 32)
-        _check_uint("short_channel_id", self.short_channel_id, 64)
+            check_bytes(name, getattr(self, name), _SIG_LEN)
+        check_var("features", self.features)
+        check_bytes("chain_hash", self.chain_hash, 32)
+        check_uint("short_channel_id", self.short_channel_id, 64)
 
     @classmethod
     def create(
@@ -524,12 +510,12 @@ class NodeAnnouncement(Message):
     excess_data: bytes = b""
 
     def __post_init__(self) -> None:
-        _check_bytes("signature", self.signature, _SIG_LEN)
-        _check_var("features", self.features)
-        _check_uint("timestamp", self.timestamp, 32)
-        _check_bytes("rgb_color", self.rgb_color, 3)
-        _check_bytes("alias", self.alias, 32)
-        _check_var("addresses", self.addresses)
+        check_bytes("signature", self.signature, _SIG_LEN)
+        check_var("features", self.features)
+        check_uint("timestamp", self.timestamp, 32)
+        check_bytes("rgb_color", self.rgb_color, 3)
+        check_bytes("alias", self.alias, 32)
+        check_var("addresses", self.addresses)
 
     @property
     def feature_vector(self) -> Features:
@@ -599,8 +585,8 @@ class ChannelUpdate(Message):
     excess_data: bytes = b""
 
     def __post_init__(self) -> None:
-        _check_bytes("signature", self.signature, _SIG_LEN)
-        _check_bytes("chain_hash", self.chain_hash, 32)
+        check_bytes("signature", self.signature, _SIG_LEN)
+        check_bytes("chain_hash", self.chain_hash, 32)
         for name, bits in (
             ("short_channel_id", 64),
             ("timestamp", 32),
@@ -612,7 +598,7 @@ class ChannelUpdate(Message):
             ("fee_proportional_millionths", 32),
             ("htlc_maximum_msat", 64),
         ):
-            _check_uint(name, getattr(self, name), bits)
+            check_uint(name, getattr(self, name), bits)
 
     @property
     def direction(self) -> int:
@@ -682,10 +668,10 @@ class AnnouncementSignatures(Message):
     unknown_tlvs: tuple[TlvRecord, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_bytes("channel_id", self.channel_id, 32)
-        _check_uint("short_channel_id", self.short_channel_id, 64)
-        _check_bytes("node_signature", self.node_signature, _SIG_LEN)
-        _check_bytes("bitcoin_signature", self.bitcoin_signature, _SIG_LEN)
+        check_bytes("channel_id", self.channel_id, 32)
+        check_uint("short_channel_id", self.short_channel_id, 64)
+        check_bytes("node_signature", self.node_signature, _SIG_LEN)
+        check_bytes("bitcoin_signature", self.bitcoin_signature, _SIG_LEN)
 
     def encode_payload(self) -> bytes:
         return (

@@ -12,6 +12,8 @@ from typing import ClassVar, Self
 from channels.tlv import Reader, TlvRecord, encode_u16, encode_u32
 from channels.wire import Message, decode_extension, register_message
 
+from channels.messages import check_bytes, check_uint, check_var
+
 from .gossip import (
     AnnouncementSignatures,
     CHECKSUMS_TLV,
@@ -33,9 +35,6 @@ from .gossip import (
     TIMESTAMPS_TLV,
     _GOSSIP_TIMESTAMP_FILTER_TLVS,
     _REPLY_SHORT_CHANNEL_IDS_END_TLVS,
-    _check_bytes,
-    _check_uint,
-    _check_var,
     _stream,
     _write_checksums,
 )
@@ -47,7 +46,7 @@ from .gossip import (
 
 def _encode_short_ids(ids: EncodedShortIds) -> bytes:
     data = ids.encode()
-    _check_var("encoded_short_ids", data)
+    check_var("encoded_short_ids", data)
     return encode_u16(len(data)) + data
 
 
@@ -64,7 +63,7 @@ class QueryShortChannelIds(Message):
     unknown_tlvs: tuple[TlvRecord, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_bytes("chain_hash", self.chain_hash, 32)
+        check_bytes("chain_hash", self.chain_hash, 32)
         if self.query_flags is not None and len(self.query_flags) != len(self.encoded_short_ids):
             raise ValueError("encoded_query_flags does not decode to exactly one flag per short_channel_id")
 
@@ -110,8 +109,8 @@ class ReplyShortChannelIdsEnd(Message):
     unknown_tlvs: tuple[TlvRecord, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_bytes("chain_hash", self.chain_hash, 32)
-        _check_uint("full_information", self.full_information, 8)
+        check_bytes("chain_hash", self.chain_hash, 32)
+        check_uint("full_information", self.full_information, 8)
 
     def encode_payload(self) -> bytes:
         return self.chain_hash + bytes([self.full_information]) + _stream(self.unknown_tlvs).encode()
@@ -138,11 +137,11 @@ class QueryChannelRange(Message):
     unknown_tlvs: tuple[TlvRecord, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_bytes("chain_hash", self.chain_hash, 32)
-        _check_uint("first_blocknum", self.first_blocknum, 32)
-        _check_uint("number_of_blocks", self.number_of_blocks, 32)
+        check_bytes("chain_hash", self.chain_hash, 32)
+        check_uint("first_blocknum", self.first_blocknum, 32)
+        check_uint("number_of_blocks", self.number_of_blocks, 32)
         if self.query_option_flags is not None:
-            _check_uint("query_option_flags", self.query_option_flags, 64)
+            check_uint("query_option_flags", self.query_option_flags, 64)
 
     @property
     def end_blocknum(self) -> int:
@@ -188,10 +187,10 @@ class ReplyChannelRange(Message):
     unknown_tlvs: tuple[TlvRecord, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_bytes("chain_hash", self.chain_hash, 32)
-        _check_uint("first_blocknum", self.first_blocknum, 32)
-        _check_uint("number_of_blocks", self.number_of_blocks, 32)
-        _check_uint("sync_complete", self.sync_complete, 8)
+        check_bytes("chain_hash", self.chain_hash, 32)
+        check_uint("first_blocknum", self.first_blocknum, 32)
+        check_uint("number_of_blocks", self.number_of_blocks, 32)
+        check_uint("sync_complete", self.sync_complete, 8)
         count = len(self.encoded_short_ids)
         if self.timestamps is not None and len(self.timestamps) != count:
             raise ValueError(f"{len(self.timestamps)} timestamps for {count} short_channel_ids")
@@ -247,9 +246,9 @@ class GossipTimestampFilter(Message):
     unknown_tlvs: tuple[TlvRecord, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_bytes("chain_hash", self.chain_hash, 32)
-        _check_uint("first_timestamp", self.first_timestamp, 32)
-        _check_uint("timestamp_range", self.timestamp_range, 32)
+        check_bytes("chain_hash", self.chain_hash, 32)
+        check_uint("first_timestamp", self.first_timestamp, 32)
+        check_uint("timestamp_range", self.timestamp_range, 32)
 
     def matches(self, timestamp: int) -> bool:
         return self.first_timestamp <= timestamp < self.first_timestamp + self.timestamp_range

@@ -32,15 +32,15 @@ import enum
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from base_chain.crypto import PrivateKey
 from base_chain.hashes import sha256
-from base_chain.store import open_db
+from base_chain.store import open_db, write_transaction
 
 from .invoice import Invoice, InvoiceError, RouteHintHop, encode_invoice
 
@@ -216,15 +216,8 @@ class InvoiceRegistry:
     def close(self) -> None:
         self.conn.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self.conn)
 
     def _notify(self, record: InvoiceRecord) -> None:
         for listener in list(self.listeners):

@@ -19,13 +19,12 @@ from __future__ import annotations
 import enum
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from base_chain.store import open_db
+from base_chain.store import open_db, write_transaction
 
 __all__ = [
     "UNREADABLE_FAILURE",
@@ -243,15 +242,8 @@ class PaymentStore:
     def close(self) -> None:
         self.conn.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self.conn)
 
     # --- writing ----------------------------------------------------------------------------------------
 
