@@ -33,6 +33,7 @@ from channels.messages import UpdateAddHtlc
 from channels.effects import SendMessage
 
 from . import gossip as _gossip  # noqa: F401  (registers the BOLT 7 messages: a peer's gossip is decoded, not an unknown even type)
+from .graph import ChannelGraph
 from .forwarding import AlreadyForwarded, FailBack, Forward, Forwarder, GoOnChain, NotForwarding, Settle, peel_onion
 from .invoice import invoice_prefix
 from .policy import outgoing_channels
@@ -54,9 +55,12 @@ class PaymentNode(ChannelNode):
     payer: Payer
     #: Invoice updates: key None gets every added / settled / canceled invoice, a payment hash gets its own.
     invoice_updates: Watchers[bytes | None, InvoiceRecord]
+    #: The public channel graph (BOLT 7), kept up to date by gossip; pathfinding reads it.
+    graph: ChannelGraph
 
     def setup(self) -> None:
         super().setup()
+        self.graph = ChannelGraph()
         self.invoices = InvoiceRegistry(self.datadir / "invoices.sqlite", self.node_key, invoice_prefix(self.params))
         self.payments = PaymentStore(self.datadir / "payments.sqlite")
         self.payer = Payer(self, self.payments)
