@@ -111,6 +111,18 @@ def extra_commands() -> list[Command]:
         commands += PAYMENT_COMMANDS
     except ImportError:
         pass
+    try:
+        from .ln_graph import GRAPH_COMMANDS
+
+        commands += GRAPH_COMMANDS
+    except ImportError:
+        pass
+    try:
+        from .ln_invoices import INVOICE_COMMANDS
+
+        commands += INVOICE_COMMANDS
+    except ImportError:
+        pass
     return commands
 
 

@@ -9,8 +9,20 @@ restart by replaying the still-unresolved HTLC (see :mod:`htlc.receive`).
 
 States and their numbers are lnd's (``lnrpc.Invoice.InvoiceState``):
 ``OPEN`` 0 -> ``SETTLED`` 1 (paid) or ``CANCELED`` 2; ``ACCEPTED`` 3 is a
-hold invoice's "HTLC held, not settled yet" (Canal issues no hold invoices yet,
-so it never enters it, but reads and reports it).
+hold invoice's "HTLCs held, not settled yet".
+
+Hold invoices (lnd's invoicesrpc ``AddHoldInvoice``): :meth:`InvoiceRegistry.add_hold`
+stores the payment hash without a preimage. Each HTLC that pays it is recorded
+by :meth:`InvoiceRegistry.accept_htlc` in HTLC state ``ACCEPTED`` (held in the
+channel, neither fulfilled nor failed); when the held parts add up to the
+payment's ``total_msat`` (and at least the invoice amount: multi-part is
+accepted here) the invoice goes ``OPEN -> ACCEPTED``. Then
+:meth:`InvoiceRegistry.settle_hold` stores the preimage and marks the invoice and
+its HTLCs settled (durable before the node fulfills them), or
+:meth:`InvoiceRegistry.cancel` marks them canceled (the node fails them back).
+:meth:`InvoiceRegistry.held_htlcs` lists held HTLCs so the node can cancel an
+invoice whose HTLC expires within :data:`HOLD_EXPIRY_DELTA` blocks (lnd's
+"expiry too soon": better fail it back than have the peer force-close).
 
 Choices, as lnd makes them:
 
@@ -34,7 +46,7 @@ import os
 import sqlite3
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +58,9 @@ from .invoice import Invoice, InvoiceError, RouteHintHop, encode_invoice
 
 __all__ = [
     "DEFAULT_CLTV_EXPIRY_DELTA",
+    "HOLD_EXPIRY_DELTA",
+    "HOLD_INVOICE_FEATURES",
+    "HeldHtlc",
     "DEFAULT_INVOICE_EXPIRY",
     "INVOICE_FEATURES",
     "MAX_CLTV_EXPIRY_DELTA",
@@ -73,6 +88,11 @@ MAX_MEMO_BYTES = 639
 MAX_EXPIRY = 365 * 24 * 3600
 INVOICE_FEATURES = (1 << 8) | (1 << 14)
 """var_onion_optin and payment_secret, both required (see the module docstring on basic_mpp)."""
+HOLD_INVOICE_FEATURES = INVOICE_FEATURES | (1 << 17)
+"""A hold invoice also offers basic_mpp (optional): its parts are held until they add up."""
+HOLD_EXPIRY_DELTA = 12
+"""A held HTLC expiring within this many blocks of the tip is failed back (lnd's
+``DefaultHoldInvoiceExpiryDelta`` = ``DefaultIncomingBroadcastDelta`` 10 + 2)."""
 
 
 class InvoiceState(enum.IntEnum):
@@ -148,13 +168,37 @@ class InvoiceRecord:
     private: bool = False
     features: int = INVOICE_FEATURES
     htlcs: tuple[InvoiceHtlc, ...] = field(default=())
+    is_hold: bool = False
 
     def is_expired(self, now: int) -> bool:
         return now > self.creation_date + self.expiry
 
+    def htlc(self, channel_id: bytes, htlc_id: int) -> InvoiceHtlc | None:
+        return next((h for h in self.htlcs if h.channel_id == channel_id and h.htlc_id == htlc_id), None)
+
     def paid_by(self, channel_id: bytes, htlc_id: int) -> bool:
         """Whether this HTLC is one that settled the invoice (a replay after a restart)."""
-        return any(h.channel_id == channel_id and h.htlc_id == htlc_id for h in self.htlcs)
+        h = self.htlc(channel_id, htlc_id)
+        return h is not None and h.state is InvoiceHtlcState.SETTLED
+
+    def holds(self, channel_id: bytes, htlc_id: int) -> bool:
+        """Whether this HTLC is held by this (hold) invoice, neither settled nor canceled yet."""
+        h = self.htlc(channel_id, htlc_id)
+        return h is not None and h.state is InvoiceHtlcState.ACCEPTED
+
+    @property
+    def held_msat(self) -> int:
+        return sum(h.amount_msat for h in self.htlcs if h.state is InvoiceHtlcState.ACCEPTED)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldHtlc:
+    """An HTLC a hold invoice holds (see :meth:`InvoiceRegistry.held_htlcs`)."""
+
+    payment_hash: bytes
+    channel_id: bytes
+    htlc_id: int
+    expiry_height: int
 
 
 _SCHEMA = """
@@ -176,7 +220,8 @@ CREATE TABLE IF NOT EXISTS invoices (
     amt_paid_msat INTEGER NOT NULL DEFAULT 0,
     is_keysend INTEGER NOT NULL DEFAULT 0,
     private INTEGER NOT NULL DEFAULT 0,
-    features INTEGER NOT NULL
+    features INTEGER NOT NULL,
+    is_hold INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS invoices_by_secret ON invoices (payment_secret);
 CREATE TABLE IF NOT EXISTS invoice_htlcs (
@@ -198,7 +243,8 @@ CREATE TABLE IF NOT EXISTS invoice_htlcs (
 
 _COLUMNS = (
     "add_index, payment_hash, preimage, payment_secret, value_msat, memo, description_hash, payment_request, "
-    "creation_date, expiry, cltv_expiry, state, settle_index, settle_date, amt_paid_msat, is_keysend, private, features"
+    "creation_date, expiry, cltv_expiry, state, settle_index, settle_date, amt_paid_msat, is_keysend, private, features,"
+    " is_hold"
 )
 
 
@@ -208,6 +254,10 @@ class InvoiceRegistry:
     def __init__(self, path: Path | str, node_key: PrivateKey, prefix: str) -> None:
         self.conn = open_db(path)
         self.conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(invoices)")}
+        if "is_hold" not in columns:  # a registry made before hold invoices
+            with self._tx() as db:
+                db.execute("ALTER TABLE invoices ADD COLUMN is_hold INTEGER NOT NULL DEFAULT 0")
         self.node_key = node_key
         self.prefix = prefix
         #: Called (on the caller's thread) with the new state of an invoice after each durable change.
@@ -243,6 +293,36 @@ class InvoiceRegistry:
         ``expiry`` / ``cltv_expiry`` 0 take the defaults. InvoiceRegistryError for a bad argument,
         DuplicateInvoice when the payment hash is already used.
         """
+        cltv = self._check_args(value_msat, memo, description_hash, expiry, cltv_expiry)
+        if preimage is not None and len(preimage) != 32:
+            raise InvoiceRegistryError(f"payment preimage must be exactly 32 bytes, is {len(preimage)}")
+        preimage = os.urandom(32) if preimage is None else preimage
+        return self._insert(now, sha256(preimage), preimage, value_msat, memo, description_hash, expiry, cltv, private,
+                            route_hints)
+
+    def add_hold(
+        self,
+        *,
+        now: int,
+        payment_hash: bytes,
+        value_msat: int = 0,
+        memo: str = "",
+        description_hash: bytes | None = None,
+        expiry: int = 0,
+        cltv_expiry: int = 0,
+        private: bool = False,
+        route_hints: tuple[tuple[RouteHintHop, ...], ...] = (),
+    ) -> InvoiceRecord:
+        """Issue a hold invoice for ``payment_hash`` (no preimage: :meth:`settle_hold` brings it later)."""
+        if len(payment_hash) != 32:
+            raise InvoiceRegistryError(f"payment hash must be exactly 32 bytes, is {len(payment_hash)}")
+        cltv = self._check_args(value_msat, memo, description_hash, expiry, cltv_expiry)
+        return self._insert(now, payment_hash, None, value_msat, memo, description_hash, expiry, cltv, private,
+                            route_hints)
+
+    @staticmethod
+    def _check_args(value_msat: int, memo: str, description_hash: bytes | None, expiry: int, cltv_expiry: int) -> int:
+        """AddInvoice's argument checks (lnd's wording); the CLTV delta to use."""
         if value_msat < 0:
             raise InvoiceRegistryError("payment of negative value is not allowed")
         memo_bytes = len(memo.encode("utf-8"))
@@ -257,10 +337,15 @@ class InvoiceRegistry:
             raise InvoiceRegistryError(f"CLTV delta of {cltv} must be greater than minimum of {MIN_CLTV_EXPIRY_DELTA}")
         if cltv > MAX_CLTV_EXPIRY_DELTA:
             raise InvoiceRegistryError(f"CLTV delta of {cltv} is too large, max accepted is: {MAX_CLTV_EXPIRY_DELTA}")
-        if preimage is not None and len(preimage) != 32:
-            raise InvoiceRegistryError(f"payment preimage must be exactly 32 bytes, is {len(preimage)}")
-        preimage = os.urandom(32) if preimage is None else preimage
-        payment_hash = sha256(preimage)
+        return cltv
+
+    def _insert(
+        self, now: int, payment_hash: bytes, preimage: bytes | None, value_msat: int, memo: str,
+        description_hash: bytes | None, expiry: int, cltv: int, private: bool,
+        route_hints: tuple[tuple[RouteHintHop, ...], ...],
+    ) -> InvoiceRecord:
+        hold = preimage is None
+        features = HOLD_INVOICE_FEATURES if hold else INVOICE_FEATURES
         secret = os.urandom(32)
         expiry = expiry or DEFAULT_INVOICE_EXPIRY
         try:
@@ -268,7 +353,7 @@ class InvoiceRegistry:
                 prefix=self.prefix, amount_msat=value_msat or None, timestamp=now, payment_hash=payment_hash,
                 payment_secret=secret, description=None if description_hash is not None else memo,
                 description_hash=description_hash, expiry=expiry, min_final_cltv_expiry_delta=cltv,
-                features=INVOICE_FEATURES, route_hints=route_hints,
+                features=features, route_hints=route_hints,
             )
             payment_request = encode_invoice(invoice, self.node_key)
         except InvoiceError as e:
@@ -277,10 +362,10 @@ class InvoiceRegistry:
             with self._tx() as db:
                 cur = db.execute(
                     "INSERT INTO invoices (payment_hash, preimage, payment_secret, value_msat, memo, description_hash,"
-                    " payment_request, creation_date, expiry, cltv_expiry, state, private, features)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " payment_request, creation_date, expiry, cltv_expiry, state, private, features, is_hold)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (payment_hash, preimage, secret, value_msat, memo, description_hash, payment_request, now, expiry,
-                     cltv, int(InvoiceState.OPEN), int(private), INVOICE_FEATURES),
+                     cltv, int(InvoiceState.OPEN), int(private), features, int(hold)),
                 )
                 add_index = cur.lastrowid
         except sqlite3.IntegrityError:
@@ -351,8 +436,76 @@ class InvoiceRegistry:
         self._notify(record)
         return record
 
-    def cancel(self, payment_hash: bytes) -> InvoiceRecord:
-        """OPEN/ACCEPTED -> CANCELED; canceling a canceled invoice succeeds, a settled one fails (as lnd)."""
+    def accept_htlc(self, payment_hash: bytes, htlc: InvoiceHtlc) -> InvoiceRecord:
+        """Hold ``htlc`` (state ACCEPTED) for a hold invoice; OPEN -> ACCEPTED once the held parts add up.
+
+        The parts add up when they reach the payment's ``total_msat`` (the HTLC's ``mpp_total_msat``, or its
+        amount for a single-part payment) and the invoice's amount. Durable when it returns.
+        """
+        with self._tx() as db:
+            row = db.execute("SELECT state, is_hold, value_msat FROM invoices WHERE payment_hash = ?",
+                             (payment_hash,)).fetchone()
+            if row is None:
+                raise InvoiceNotFound("unable to locate invoice")
+            state = InvoiceState(row[0])
+            if not row[1]:
+                raise InvoiceRegistryError("not a hold invoice")
+            if state is not InvoiceState.OPEN:
+                raise InvoiceRegistryError(f"invoice is {state.name.lower()}, cannot accept another HTLC")
+            held = db.execute("SELECT COALESCE(SUM(amount_msat), 0) FROM invoice_htlcs WHERE payment_hash = ?"
+                              " AND state = ?", (payment_hash, int(InvoiceHtlcState.ACCEPTED))).fetchone()[0]
+            self._insert_htlc(db, payment_hash, replace(htlc, state=InvoiceHtlcState.ACCEPTED, resolve_time=0))
+            total = int(held) + htlc.amount_msat
+            if total >= max(htlc.mpp_total_msat or htlc.amount_msat, int(row[2])):
+                db.execute("UPDATE invoices SET state = ?, amt_paid_msat = ? WHERE payment_hash = ?",
+                           (int(InvoiceState.ACCEPTED), total, payment_hash))
+        record = self.lookup(payment_hash)
+        assert record is not None
+        self._notify(record)
+        return record
+
+    def settle_hold(self, preimage: bytes, now: int) -> InvoiceRecord:
+        """ACCEPTED -> SETTLED with ``preimage``: stored, with the held HTLCs marked settled, before any is fulfilled.
+
+        Settling a settled invoice succeeds (as lnd); an open one ("invoice still open") or a canceled one fails.
+        """
+        if len(preimage) != 32:
+            raise InvoiceRegistryError(f"payment preimage must be exactly 32 bytes, is {len(preimage)}")
+        payment_hash = sha256(preimage)
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM invoices WHERE payment_hash = ?", (payment_hash,)).fetchone()
+            if row is None:
+                raise InvoiceNotFound("unable to locate invoice")
+            state = InvoiceState(row[0])
+            if state is InvoiceState.OPEN:
+                raise InvoiceRegistryError("invoice still open")
+            if state is InvoiceState.CANCELED:
+                raise InvoiceRegistryError("invoice already canceled")
+            changed = state is InvoiceState.ACCEPTED
+            if changed:
+                db.execute(
+                    "UPDATE invoices SET state = ?, preimage = ?, settle_index = ?, settle_date = ? WHERE payment_hash = ?",
+                    (int(InvoiceState.SETTLED), preimage, self._next_settle_index(db), now, payment_hash))
+                db.execute("UPDATE invoice_htlcs SET state = ?, resolve_time = ? WHERE payment_hash = ? AND state = ?",
+                           (int(InvoiceHtlcState.SETTLED), now, payment_hash, int(InvoiceHtlcState.ACCEPTED)))
+        record = self.lookup(payment_hash)
+        assert record is not None
+        if changed:
+            self._notify(record)
+        return record
+
+    def held_htlcs(self) -> list[HeldHtlc]:
+        """Every HTLC held by an OPEN or ACCEPTED hold invoice."""
+        rows = self.conn.execute(
+            "SELECT h.payment_hash, h.channel_id, h.htlc_id, h.expiry_height FROM invoice_htlcs h"
+            " JOIN invoices i ON i.payment_hash = h.payment_hash WHERE h.state = ? AND i.state IN (?, ?)"
+            " ORDER BY h.rowid",
+            (int(InvoiceHtlcState.ACCEPTED), int(InvoiceState.OPEN), int(InvoiceState.ACCEPTED)),
+        ).fetchall()
+        return [HeldHtlc(bytes(r[0]), bytes(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+    def cancel(self, payment_hash: bytes, now: int = 0) -> InvoiceRecord:
+        """OPEN/ACCEPTED -> CANCELED (held HTLCs too); canceling a canceled invoice succeeds, a settled one fails (as lnd)."""
         with self._tx() as db:
             row = db.execute("SELECT state FROM invoices WHERE payment_hash = ?", (payment_hash,)).fetchone()
             if row is None:
@@ -364,6 +517,8 @@ class InvoiceRegistry:
             if changed:
                 db.execute("UPDATE invoices SET state = ? WHERE payment_hash = ?",
                            (int(InvoiceState.CANCELED), payment_hash))
+                db.execute("UPDATE invoice_htlcs SET state = ?, resolve_time = ? WHERE payment_hash = ? AND state = ?",
+                           (int(InvoiceHtlcState.CANCELED), now, payment_hash, int(InvoiceHtlcState.ACCEPTED)))
         record = self.lookup(payment_hash)
         assert record is not None
         if changed:
@@ -406,6 +561,7 @@ class InvoiceRegistry:
             is_keysend=bool(r[15]),
             private=bool(r[16]),
             features=int(r[17]),
+            is_hold=bool(r[18]),
             htlcs=self._htlcs(payment_hash),
         )
 

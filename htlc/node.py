@@ -37,9 +37,9 @@ from .graph import ChannelGraph
 from .forwarding import AlreadyForwarded, FailBack, Forward, Forwarder, GoOnChain, NotForwarding, Settle, peel_onion
 from .invoice import invoice_prefix
 from .policy import outgoing_channels
-from .invoices import InvoiceHtlc, InvoiceRecord, InvoiceRegistry, InvoiceRegistryError
+from .invoices import HOLD_EXPIRY_DELTA, InvoiceHtlc, InvoiceRecord, InvoiceRegistry, InvoiceRegistryError, InvoiceState
 from .payments import PaymentStore
-from .receive import Fail, FailMalformed, Fulfill, decide
+from .receive import Fail, FailMalformed, Fulfill, Hold, decide
 from .send import Payer, Watchers
 
 __all__ = ["PaymentNode"]
@@ -75,6 +75,7 @@ class PaymentNode(ChannelNode):
         self.forwarder = Forwarder.from_bytes(path.read_bytes()) if path.exists() else Forwarder()
         self._upstream_send, self._upstream_recv = trio.open_memory_channel[Settle | FailBack](math.inf)
         self.block_handlers.append(self._forwarding_deadlines)
+        self.block_handlers.append(self._hold_deadlines)
 
     def _save_forwarder(self) -> None:
         """Circuits are durable before any decision about them is carried out."""
@@ -106,6 +107,31 @@ class PaymentNode(ChannelNode):
     def _invoice_changed(self, record: InvoiceRecord) -> None:
         self.invoice_updates.publish(None, record)
         self.invoice_updates.publish(record.payment_hash, record)
+        if record.is_hold and record.state in (InvoiceState.SETTLED, InvoiceState.CANCELED):
+            self._release_held(record.payment_hash)
+
+    def _release_held(self, payment_hash: bytes) -> None:
+        """A hold invoice was settled or canceled: decide its held HTLCs again (fulfill or fail them)."""
+        for mc in list(self.channels.channels.values()):
+            for add in mc.channel.unresolved_incoming_htlcs():
+                if add.payment_hash == payment_hash:
+                    path_key = None if add.path_key is None else add.path_key.to_bytes()
+                    self._incoming_send.send_nowait((mc, IncomingHtlc(
+                        mc.channel_id, add.id, add.amount_msat, add.payment_hash, add.cltv_expiry,
+                        add.onion_routing_packet, path_key)))
+
+    async def _hold_deadlines(self, block: Any, height: int, connected: bool) -> None:
+        """Cancel a hold invoice whose held HTLC expires within HOLD_EXPIRY_DELTA blocks (lnd: 'expiry too soon')."""
+        if not connected:
+            return
+        for held in self.invoices.held_htlcs():
+            if held.expiry_height <= height + HOLD_EXPIRY_DELTA:
+                log.warning("held HTLC %d expires at %d (tip %d): canceling hold invoice %s", held.htlc_id,
+                            held.expiry_height, height, held.payment_hash.hex())
+                try:
+                    self.invoices.cancel(held.payment_hash, self.now())
+                except InvoiceRegistryError as e:
+                    log.warning("cannot cancel %s: %s", held.payment_hash.hex(), e.reason)
 
     # --- hooks (inside the manager's lock) -------------------------------------------------------------
 
@@ -165,6 +191,22 @@ class PaymentNode(ChannelNode):
                          htlc.payment_hash.hex(), htlc.amount_msat, ", keysend" if decision.keysend else "")
                 preimage = decision.payment_preimage
                 await self.channels.command(mc, lambda ch: [*ch.fulfill_htlc(htlc.htlc_id, preimage), *ch.sign()])
+                return
+        if isinstance(decision, Hold):
+            if not decision.replay:
+                try:  # durable before we count on it
+                    self.invoices.accept_htlc(decision.payment_hash, InvoiceHtlc(
+                        channel_id=htlc.channel_id, short_channel_id=mc.channel.short_channel_id or 0,
+                        htlc_id=htlc.htlc_id, amount_msat=htlc.amount_msat, accept_height=self.tip_height,
+                        accept_time=now, expiry_height=htlc.cltv_expiry, mpp_total_msat=decision.mpp_total_msat,
+                        custom_records=decision.custom_records))
+                except InvoiceRegistryError as e:  # lost a race with CancelInvoice or another part
+                    log.info("incoming HTLC %d: %s", htlc.htlc_id, e.reason)
+                    decision = decide(htlc, node_key=self.node_key, height=self.tip_height, now=now,
+                                      lookup=self.invoices.lookup)
+            if isinstance(decision, Hold):
+                log.info("incoming HTLC %d on %s: held for hold invoice %s (%d msat)", htlc.htlc_id,
+                         mc.channel_id.hex(), htlc.payment_hash.hex(), htlc.amount_msat)
                 return
         if isinstance(decision, Fail):
             log.info("incoming HTLC %d on %s: failing with %s (%s)", htlc.htlc_id, mc.channel_id.hex(),

@@ -11,6 +11,10 @@ chain height, the time and a way to look invoices up, and returns one of
   made with ``create_failure`` + ``wrap_failure`` and the onion's shared secret).
 - :class:`FailMalformed`: the onion itself is unusable (a BADONION failure):
   ``update_fail_malformed_htlc`` with ``sha256_of_onion`` and ``failure_code``.
+- :class:`Hold`: the HTLC pays a hold invoice: the host records it with
+  ``InvoiceRegistry.accept_htlc`` (nothing to write when ``replay``) and leaves
+  it in the channel until the invoice is settled or canceled; then it asks
+  again, and the answer is a replayed Fulfill or a Fail.
 
 Rules, in order:
 
@@ -28,11 +32,15 @@ Rules, in order:
    ``payment_secret`` must match, the HTLC must carry the whole payment
    (``total_msat`` not above the HTLC: single-part only), pay at least the
    invoice amount, and expire no sooner than ``height + cltv_expiry``.
+   A hold invoice accepts multi-part payments (``total_msat`` at least the
+   invoice amount, each part held until the parts add up).
 
 Any failure of 4 or 5 is ``incorrect_or_unknown_payment_details`` with
 ``htlc_msat`` and ``height`` (BOLT 4: the final node does not say which check
 failed). An HTLC that already settled an invoice (a replay after a restart,
-before the fulfill reached the channel) is fulfilled again.
+before the fulfill reached the channel) is fulfilled again; one that a hold
+invoice holds is held again (Hold with ``replay``); one whose hold invoice was
+canceled is failed.
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ from .failure import FailureCode, FailureMessage, create_failure, wrap_failure
 from .invoices import MIN_CLTV_EXPIRY_DELTA, InvoiceRecord, InvoiceState
 from .onion import OnionError, process_onion
 
-__all__ = ["Decision", "Fail", "FailMalformed", "Fulfill", "decide"]
+__all__ = ["Decision", "Fail", "FailMalformed", "Fulfill", "Hold", "decide"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +93,19 @@ class FailMalformed:
     why: str
 
 
-Decision = Fulfill | Fail | FailMalformed
+@dataclass(frozen=True)
+class Hold:
+    """Keep the HTLC for a hold invoice (after ``InvoiceRegistry.accept_htlc``, unless ``replay``)."""
+
+    htlc_id: int
+    payment_hash: bytes
+    amount_msat: int
+    replay: bool = False
+    mpp_total_msat: int = 0
+    custom_records: tuple[tuple[int, bytes], ...] = ()
+
+
+Decision = Fulfill | Fail | FailMalformed | Hold
 
 
 def _fail(htlc: IncomingHtlc, shared_secret: bytes, failure: FailureMessage, why: str) -> Fail:
@@ -142,6 +162,9 @@ def decide(
         return Fulfill(htlc.htlc_id, htlc.payment_hash, invoice.preimage, htlc.amount_msat, invoice.is_keysend,
                        replay=True)
 
+    if invoice is not None and invoice.is_hold and invoice.holds(htlc.channel_id, htlc.htlc_id):
+        return Hold(htlc.htlc_id, htlc.payment_hash, htlc.amount_msat, replay=True)
+
     if payload.keysend_preimage is not None:
         return _keysend(htlc, payload.keysend_preimage, payload.custom_records, invoice, height, details)
 
@@ -156,6 +179,8 @@ def decide(
         return details("no payment_secret in the onion (the invoice requires one)")
     if pd.payment_secret != invoice.payment_secret:
         return details("payment_secret does not match the invoice's")
+    if invoice.is_hold:
+        return _hold(htlc, invoice, pd.total_msat, payload.custom_records, height, details)
     if pd.total_msat > htlc.amount_msat:
         return details(f"total_msat {pd.total_msat} above the HTLC's {htlc.amount_msat}: multi-part is not accepted")
     if htlc.amount_msat < invoice.value_msat:
@@ -165,6 +190,25 @@ def decide(
     assert invoice.preimage is not None
     return Fulfill(htlc.htlc_id, htlc.payment_hash, invoice.preimage, htlc.amount_msat,
                    mpp_total_msat=pd.total_msat, custom_records=payload.custom_records)
+
+
+def _hold(
+    htlc: IncomingHtlc,
+    invoice: InvoiceRecord,
+    total_msat: int,
+    custom_records: tuple[tuple[int, bytes], ...],
+    height: int,
+    details: Callable[[str], Fail],
+) -> Decision:
+    total = total_msat or htlc.amount_msat
+    if total < invoice.value_msat:
+        return details(f"total_msat {total} below the invoice's {invoice.value_msat}")
+    if invoice.held_msat + htlc.amount_msat > total:
+        return details(f"part of {htlc.amount_msat} msat overpays the set: {invoice.held_msat} of {total} already held")
+    if htlc.cltv_expiry < height + invoice.cltv_expiry:
+        return details(f"cltv_expiry {htlc.cltv_expiry} below height {height} + min_final_cltv {invoice.cltv_expiry}")
+    return Hold(htlc.htlc_id, htlc.payment_hash, htlc.amount_msat, mpp_total_msat=total_msat,
+                custom_records=custom_records)
 
 
 def _keysend(

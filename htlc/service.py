@@ -5,7 +5,8 @@ and ``invoicesrpc.Invoices`` (lnd's names, fields, enums and macaroon permission
   ListPayments, FeeReport, ForwardingHistory (a mixin composed onto the channel node's servicer:
   :func:`payment_servicer_class`);
 - ``routerrpc.Router``: SendPaymentV2 and TrackPaymentV2 (server streams of ``lnrpc.Payment``);
-- ``invoicesrpc.Invoices``: SubscribeSingleInvoice, LookupInvoiceV2, CancelInvoice.
+- ``invoicesrpc.Invoices``: SubscribeSingleInvoice, LookupInvoiceV2, CancelInvoice, AddHoldInvoice,
+  SettleInvoice (hold invoices: see :mod:`htlc.invoices`).
 
 Handlers run on grpcio's thread pool and enter the node's trio loop for each step
 (``LightningServicer.run``); a stream waits for the next update in short slices so a
@@ -404,9 +405,11 @@ class PaymentLightningMixin(LightningServicer, _Streams):
                 if mc.channel.state is not ChannelState.NORMAL or c is None or not mc.channel.short_channel_id:
                     continue  # lnd reports its open channels (those ListChannels lists)
                 op = c.params.funding_outpoint
+                policy = self.node.gossip.policies.policy(f"{op.txid[::-1].hex()}:{op.index}")  # what we forward at
                 fees.append(ln.ChannelFeeReport(
                     chan_id=mc.channel.short_channel_id, channel_point=f"{op.txid[::-1].hex()}:{op.index}",
-                    base_fee_msat=DEFAULT_FEE_BASE_MSAT, fee_per_mil=DEFAULT_FEE_PPM, fee_rate=DEFAULT_FEE_PPM / 1e6,
+                    base_fee_msat=policy.fee_base_msat, fee_per_mil=policy.fee_rate_ppm,
+                    fee_rate=policy.fee_rate_ppm / 1e6,
                 ))
             sums = self.node.forwarder.fee_report(self.node.now())
             return ln.FeeReportResponse(  # lnd: the msat sums, then rounded down to sat
@@ -585,12 +588,51 @@ class InvoicesServicer(inv_grpc.InvoicesServicer, _Streams):
     def CancelInvoice(self, request: inv_pb.CancelInvoiceMsg, context: grpc.ServicerContext) -> inv_pb.CancelInvoiceResp:
         async def fn() -> inv_pb.CancelInvoiceResp:
             try:
-                self.node.invoices.cancel(_hash_arg(bytes(request.payment_hash)))
+                self.node.invoices.cancel(_hash_arg(bytes(request.payment_hash)), self.node.now())
             except InvoiceNotFound as e:
                 raise LnRpcError(grpc.StatusCode.NOT_FOUND, e.reason) from None
             except InvoiceRegistryError as e:
                 raise LnRpcError(grpc.StatusCode.FAILED_PRECONDITION, e.reason) from None
             return inv_pb.CancelInvoiceResp()
+        return self.run(context, fn)
+
+
+    def AddHoldInvoice(self, request: inv_pb.AddHoldInvoiceRequest,
+                       context: grpc.ServicerContext) -> inv_pb.AddHoldInvoiceResp:
+        async def fn() -> inv_pb.AddHoldInvoiceResp:
+            if request.value and request.value_msat and request.value * 1000 != request.value_msat:
+                raise invalid("value and value_msat are mutually exclusive")
+            if len(request.hash) != 32:
+                raise invalid(f"invalid hash length of {len(request.hash)}, want 32")
+            if request.fallback_addr:
+                raise LnRpcError(grpc.StatusCode.UNIMPLEMENTED, "fallback addresses are not supported yet")
+            if request.route_hints:
+                raise LnRpcError(grpc.StatusCode.UNIMPLEMENTED, "explicit route hints are not supported yet")
+            try:
+                record = self.node.invoices.add_hold(
+                    now=self.node.now(), payment_hash=bytes(request.hash),
+                    value_msat=request.value_msat or request.value * 1000, memo=request.memo,
+                    description_hash=bytes(request.description_hash) or None, expiry=request.expiry,
+                    cltv_expiry=request.cltv_expiry, private=request.private,
+                    route_hints=route_hints_to_us(list(self.node.channels.channels.values())),
+                )
+            except InvoiceRegistryError as e:
+                raise _registry_error(e) from None
+            return inv_pb.AddHoldInvoiceResp(payment_request=record.payment_request, add_index=record.add_index,
+                                             payment_addr=record.payment_secret)
+        return self.run(context, fn)
+
+    def SettleInvoice(self, request: inv_pb.SettleInvoiceMsg, context: grpc.ServicerContext) -> inv_pb.SettleInvoiceResp:
+        async def fn() -> inv_pb.SettleInvoiceResp:
+            if len(request.preimage) != 32:
+                raise invalid(f"invalid preimage length of {len(request.preimage)}, want 32")
+            try:  # the preimage is on disk before the held HTLCs are fulfilled (the node's invoice listener)
+                self.node.invoices.settle_hold(bytes(request.preimage), self.node.now())
+            except InvoiceNotFound as e:
+                raise LnRpcError(grpc.StatusCode.NOT_FOUND, e.reason) from None
+            except InvoiceRegistryError as e:
+                raise LnRpcError(grpc.StatusCode.FAILED_PRECONDITION, e.reason) from None
+            return inv_pb.SettleInvoiceResp()
         return self.run(context, fn)
 
 
