@@ -710,6 +710,43 @@ class Wallet:
         sequences = [txin.sequence for txin in old.inputs] + [SEQUENCE_RBF] * (len(plan.inputs) - len(preset))
         return self._sign(plan, old.version, old.locktime, sequences)
 
+    def add_fee_inputs(
+        self, tx: Transaction, foreign_weight: int, foreign_in_sat: int, fee_rate_sat_kw: int, tip_height: int,
+        extra_fee_sat: int = 0,
+    ) -> Transaction:
+        """Append our coins (and a change output) to ``tx``, whose inputs spend coins that are not ours.
+
+        For a transaction signed SIGHASH_SINGLE|ANYONECANPAY (an anchors HTLC transaction) or a CPFP
+        child: ``foreign_weight`` is ``tx``'s weight once its own inputs are signed, ``foreign_in_sat``
+        their value. Our inputs are signed (SIGHASH_ALL; the foreign witnesses are added after, which
+        BIP143 does not commit to). The result pays ``fee_rate_sat_kw`` for its weight, plus
+        ``extra_fee_sat`` (a CPFP parent's shortfall); largest coins first. Commit it once broadcast.
+        """
+        input_weight, output_weight = 272, 124  # P2WPKH: 41 bytes + 108 witness bytes; 31-byte output
+        change_spk = self._peek_change_script()
+        base_out = sum(o.amount_sat for o in tx.outputs)
+        coins = sorted(self._spendable_tiers(tip_height)[0], key=lambda c: -c.amount_sat)
+        chosen: list[StoredCoin] = []
+        for coin in coins:
+            chosen.append(coin)
+            weight = foreign_weight + input_weight * len(chosen) + output_weight
+            fee = -(-fee_rate_sat_kw * weight // 1000) + extra_fee_sat
+            change = foreign_in_sat + sum(c.amount_sat for c in chosen) - base_out - fee
+            if change >= dust_threshold(TxOut(0, change_spk)):
+                break
+        else:
+            raise WalletError("Insufficient funds")
+        if fee > self.max_tx_fee_sat:
+            raise WalletError("Fee exceeds maximum configured by user (e.g. -maxtxfee, maxfeerate)")
+        base = tx.copy()
+        funded = Transaction(base.version, [*base.inputs, *(TxIn(c.outpoint, b"", SEQUENCE_RBF) for c in chosen)],
+                             [*base.outputs, TxOut(change, change_spk)], base.locktime)
+        first = len(tx.inputs)
+        for i, coin in enumerate(chosen):
+            assert coin.chain is not None and coin.index is not None
+            sign_p2wpkh(funded, first + i, self._keychain.key(coin.chain, coin.index), coin.amount_sat)
+        return funded
+
     @staticmethod
     def _insufficient_bump(new_fee: int, min_fee: int, old_fee: int, vsize: int) -> None:
         raise WalletError(

@@ -8,6 +8,7 @@ start and reestablished when their peer reconnects.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ import trio
 
 from base_chain.block import Block
 from base_chain.tx import OutPoint, Transaction, TxOut
+from base_chain.wallet import WalletError
 
 from .backup import ChannelBackupRecord
 from .effects import (
@@ -39,7 +41,20 @@ from .effects import (
 )
 from .keys import ChannelSecrets, derive_channel_keys
 from .messages import ChannelMessage, OpenChannel
-from .monitor_host import MonitorHost, channel_has_htlcs, monitor_data_for_channel  # monitor_host bridge
+from .opening import ChannelConfig
+from .faults import CrashPoint
+from .fee_inputs import cpfp_child, fund_htlc_tx
+from .monitor_host import (  # monitor_host bridge
+    BroadcastTx,
+    BumpCommitment,
+    FundHtlcTx,
+    HostAction,
+    MonitorHost,
+    OutgoingHtlcOnChain,
+    channel_has_htlcs,
+    monitor_data_for_channel,
+)
+from .monitor_store import RECOVERY, MonitorStore
 from .state import Channel, ChannelState
 from .resolver import delayed_sweep, justice_transaction, matching_revoked, to_remote_sweep
 from .store import ChannelStore
@@ -112,10 +127,18 @@ class ChannelManager:
         #: The payment layer's hooks (invoices, forwarding): called on the trio thread.
         self.on_incoming_htlc: Callable[[ManagedChannel, IncomingHtlc], Awaitable[None]] | None = None
         self.on_htlc_settled: Callable[[ManagedChannel, HtlcFulfilled | HtlcFailed], Awaitable[None]] | None = None
+        #: An HTLC we offered, settled on chain after a force close: HtlcFulfilled (preimage seen on chain)
+        #: or HtlcFailed with an empty ``reason`` and no ``failure_code`` (timed out / not in the commitment).
+        self.on_htlc_onchain: Callable[[ManagedChannel, HtlcFulfilled | HtlcFailed], Awaitable[None]] | None = None
         self.event_subscribers: list[trio.MemorySendChannel[Any]] = []
         self._recovery_sweeps: list[tuple[int, Transaction]] = []
         #: monitor_host bridge: BOLT 5 monitors of force-closed channels with HTLCs (they own every output).
-        self.monitors = MonitorHost()
+        self.monitor_store = MonitorStore(store.conn)
+        self.monitors = MonitorHost(self.monitor_store)
+        #: Monitor actions of the restored monitors, carried out by :meth:`resume`.
+        self._restored_actions: list[tuple[bytes, HostAction]] = []
+        self.crash = CrashPoint.from_env()
+        self._trigger = "command"
 
     # --- lifecycle --------------------------------------------------------------------------------------
 
@@ -135,7 +158,36 @@ class ChannelManager:
                 p = c.params
                 mc.watch = FundingWatch(p.funding_outpoint, p.funding_script_pubkey, channel.minimum_depth)
             self.channels[channel.channel_id] = mc
-        log.info("restored %d channels", len(self.channels))
+        for closed in self.store.closed_channels():
+            done = self.channels.get(closed.channel_id)
+            txid_hex = closed.summary.get("closing_tx_hash")
+            if done is not None and txid_hex:
+                done.closing_txid = bytes.fromhex(txid_hex)[::-1]
+                if done.watch is not None:
+                    done.watch.spent_by = done.closing_txid
+        for sw in self.monitor_store.pending_sweeps():
+            target = self.channels.get(sw.channel_id)
+            if target is not None:
+                target.sweeps.append((sw.valid_from, sw.tx))
+            else:
+                self._recovery_sweeps.append((sw.valid_from, sw.tx))
+        for sm in self.monitor_store.monitors():
+            try:
+                actions = self.monitors.restore(sm.channel_id, sm.channel_index, sm.state, self.secrets(sm.channel_index))
+            except (ValueError, KeyError) as e:
+                log.error("cannot restore the on-chain monitor of %s: %s", sm.channel_id.hex(), e)
+                continue
+            self._restored_actions += [(sm.channel_id, a) for a in actions]
+        log.info("restored %d channels, %d on-chain monitors", len(self.channels), len(self.monitors))
+
+    async def resume(self) -> None:
+        """After a restart: handle the blocks the channel layer missed (killed between the wallet's
+        block write and ours), then carry out what the restored monitors asked for."""
+        async with self._lock:
+            await self._catch_up(self.d.tip_height + 1)
+            actions, self._restored_actions = self._restored_actions, []
+            for cid, act in actions:
+                await self._monitor_action(cid, act)
 
     # --- static channel backups ------------------------------------------------------------------
 
@@ -202,6 +254,7 @@ class ChannelManager:
                         continue
                     log.info("restore: %s closed by %s; sweeping our output with %s", r.channel_point, tx.txid_hex(),
                              sweep.txid_hex())
+                    self.monitor_store.add_sweep(RECOVERY, height + (1 if r.anchors else 0), sweep)
                     self.store.recovery_swept(r.channel_point, sweep.txid_hex())
                     self._recovery_sweeps.append((height + (1 if r.anchors else 0), sweep))
 
@@ -250,7 +303,11 @@ class ChannelManager:
             if target is None or target.peer != key:
                 await peer.link.send(ErrorMessage(msg.target_channel_id, b"unknown channel"))
                 return
-            await self._apply(target, target.channel.receive(msg))
+            self._trigger = msg.NAME
+            try:
+                await self._apply(target, target.channel.receive(msg))
+            finally:
+                self._trigger = "command"
 
     async def _inbound_open(self, peer: PeerState, key: bytes, msg: OpenChannel) -> None:
         if self.find(msg.temporary_channel_id) is not None:
@@ -262,6 +319,7 @@ class ChannelManager:
             secrets=self.secrets(index), keys_id=index, chain_hash=self.d.params.genesis_hash,
             local_features=self.d.features, remote_features=their.all_features if their else self.d.features,
             shutdown_scriptpubkey=self.d.wallet.get_change_script(),
+            config=ChannelConfig(announce_channel=msg.announce_channel),  # the funder's channel_flags decide
         )
         mc = ManagedChannel(channel, key, index)
         self.channels[msg.temporary_channel_id] = mc
@@ -269,7 +327,8 @@ class ChannelManager:
 
     # --- our commands --------------------------------------------------------------------------------
 
-    async def open_channel(self, peer_key: bytes, funding_sat: int, push_msat: int, feerate_per_kw: int) -> ManagedChannel:
+    async def open_channel(self, peer_key: bytes, funding_sat: int, push_msat: int, feerate_per_kw: int,
+                           announce: bool = False) -> ManagedChannel:
         peer = self.d.peers.get(peer_key.hex())
         if peer is None:
             raise ChannelError(f"peer {peer_key.hex()} is not online")
@@ -281,6 +340,7 @@ class ChannelManager:
                 temporary_channel_id=os.urandom(32), funding_sat=funding_sat, feerate_per_kw=feerate_per_kw,
                 local_features=self.d.features, remote_features=their.all_features if their else self.d.features,
                 shutdown_scriptpubkey=self.d.wallet.get_change_script(), push_msat=push_msat,
+                config=ChannelConfig(announce_channel=announce),
             )
             mc = ManagedChannel(channel, peer_key, index)
             self.channels[channel.channel_id] = mc
@@ -296,42 +356,62 @@ class ChannelManager:
 
     async def block_changed(self, block: Block, height: int, connected: bool) -> None:
         async with self._lock:
-            # monitor_host bridge: feed live monitors first (a monitor adopted below already saw this block)
             if connected:
-                for _, act in self.monitors.block_connected(height, block.transactions):
-                    await self._monitor_broadcast(act.tx, act.reason)
+                await self._catch_up(height)
+            await self._block_changed(block, height, connected)
+            if connected:
+                self.monitor_store.set_scanned(height, block.header.hash)
             else:
-                self.monitors.block_disconnected(height)
-            if connected:
-                if self._recovery_sweeps:
-                    self._recovery_sweeps = await self._broadcast_sweeps(self._recovery_sweeps, block, height)
-                await self._check_recoveries(block, height)
-            for mc in list(self.channels.values()):
-                w = mc.watch
-                if w is None:
+                self.monitor_store.set_scanned(height - 1, block.header.prev_block)
+
+    async def _catch_up(self, height: int) -> None:
+        """Handle the blocks between the last one we handled and `height` (exclusive)."""
+        scanned = self.monitor_store.scanned()
+        if scanned is None:
+            return
+        for h in range(scanned[0] + 1, height):
+            block = await self.d.chain.block(await self.d.chain.block_hash(h))
+            log.info("handling block %d again (missed before a restart)", h)
+            await self._block_changed(block, h, True)
+            self.monitor_store.set_scanned(h, block.header.hash)
+
+    async def _block_changed(self, block: Block, height: int, connected: bool) -> None:
+        # monitor_host bridge: feed live monitors first (a monitor adopted below already saw this block)
+        if connected:
+            for cid, act in self.monitors.block_connected(height, block.transactions):
+                await self._monitor_action(cid, act)
+        else:
+            self.monitors.block_disconnected(height)
+        if connected:
+            if self._recovery_sweeps:
+                self._recovery_sweeps = await self._broadcast_sweeps(self._recovery_sweeps, block, height)
+            await self._check_recoveries(block, height)
+        for mc in list(self.channels.values()):
+            w = mc.watch
+            if w is None:
+                continue
+            if not connected:
+                if w.confirmed_height == height:
+                    w.confirmed_height, w.tx_index = None, None
+                continue
+            if mc.sweeps:
+                mc.sweeps = await self._broadcast_sweeps(mc.sweeps, block, height)
+            for i, tx in enumerate(block.transactions):
+                if w.confirmed_height is None and tx.txid == w.outpoint.txid:
+                    w.confirmed_height, w.tx_index = height, i
+                if w.spent_by is None and any(txin.prevout == w.outpoint for txin in tx.inputs):
+                    w.spent_by = tx.txid
+                    await self._funding_spent(mc, tx, height)
+            if mc.sweeps and w.spent_by is not None:
+                mc.sweeps = await self._broadcast_sweeps(mc.sweeps, Block(block.header, []), height)
+            if w.confirmed_height is not None and w.tx_index is not None and w.spent_by is None:
+                depth = height - w.confirmed_height + 1
+                scid = short_channel_id(w.confirmed_height, w.tx_index, w.outpoint.index)
+                try:
+                    effects = mc.channel.funding_confirmed(depth, scid)
+                except ChannelError:
                     continue
-                if not connected:
-                    if w.confirmed_height == height:
-                        w.confirmed_height, w.tx_index = None, None
-                    continue
-                if mc.sweeps:
-                    mc.sweeps = await self._broadcast_sweeps(mc.sweeps, block, height)
-                for i, tx in enumerate(block.transactions):
-                    if w.confirmed_height is None and tx.txid == w.outpoint.txid:
-                        w.confirmed_height, w.tx_index = height, i
-                    if w.spent_by is None and any(txin.prevout == w.outpoint for txin in tx.inputs):
-                        w.spent_by = tx.txid
-                        await self._funding_spent(mc, tx, height)
-                if mc.sweeps and w.spent_by is not None:
-                    mc.sweeps = await self._broadcast_sweeps(mc.sweeps, Block(block.header, []), height)
-                if w.confirmed_height is not None and w.tx_index is not None and w.spent_by is None:
-                    depth = height - w.confirmed_height + 1
-                    scid = short_channel_id(w.confirmed_height, w.tx_index, w.outpoint.index)
-                    try:
-                        effects = mc.channel.funding_confirmed(depth, scid)
-                    except ChannelError:
-                        continue
-                    await self._apply(mc, effects)
+                await self._apply(mc, effects)
 
     async def _funding_spent(self, mc: ManagedChannel, tx: Transaction, height: int) -> None:
         """The funding output was spent: a mutual close, our commitment, or theirs (maybe revoked: punish)."""
@@ -350,7 +430,7 @@ class ChannelManager:
             sweep = None if await self._monitor_close(mc, tx, height, CloseKind.LOCAL, dest) else (
                 delayed_sweep(mc.published, secrets, dest, feerate))  # monitor_host bridge
             if sweep is not None:
-                mc.sweeps.append((height + mc.published.to_self_delay, sweep))
+                self._add_sweep(mc, height + mc.published.to_self_delay, sweep)
         else:
             record = matching_revoked(self.store.revoked(mc.channel_id), tx)
             if record is not None:
@@ -359,14 +439,14 @@ class ChannelManager:
                 if justice is not None:
                     log.warning("channel %s: revoked commitment %s broadcast by the peer; justice tx %s",
                                 mc.channel_id.hex(), tx.txid_hex(), justice.txid_hex())
-                    mc.sweeps.append((height, justice))
+                    self._add_sweep(mc, height, justice)
             else:
                 kind = "REMOTE_FORCE_CLOSE"
             monitored = kind == "REMOTE_FORCE_CLOSE" and await self._monitor_close(
                 mc, tx, height, CloseKind.REMOTE, dest)  # monitor_host bridge
             sweep = None if monitored else to_remote_sweep(tx, secrets, anchors, dest, feerate)
             if sweep is not None:
-                mc.sweeps.append((height + (1 if anchors else 0), sweep))
+                self._add_sweep(mc, height + (1 if anchors else 0), sweep)
         mc.closing_txid = tx.txid
         summary = self.summary(mc)
         summary.update(closing_tx_hash=tx.txid_hex(), close_height=height, close_type=kind)
@@ -375,7 +455,50 @@ class ChannelManager:
         self._publish(("closed", mc.channel_id, kind))
         log.info("channel %s closed on chain by %s (%s)", mc.channel_id.hex(), tx.txid_hex(), kind)
 
+    def _add_sweep(self, mc: ManagedChannel, valid_from: int, tx: Transaction) -> None:
+        """Durable before it is broadcast (a restart after the close still sweeps)."""
+        self.monitor_store.add_sweep(mc.channel_id, valid_from, tx)
+        mc.sweeps.append((valid_from, tx))
+
     # --- monitor_host bridge -------------------------------------------------------------------------------
+
+    async def claim_onchain(self, channel_id: bytes, preimage: bytes) -> None:
+        """A preimage for an HTLC we received on a channel that can no longer settle it off chain
+        (force-closing or closed): the on-chain monitor claims the HTLC output with it."""
+        payment_hash = hashlib.sha256(preimage).digest()
+        self.monitor_store.add_preimage(channel_id, payment_hash, preimage)
+        for act in self.monitors.provide_preimage(channel_id, preimage):
+            await self._monitor_action(channel_id, act)
+
+    async def _monitor_action(self, channel_id: bytes, act: HostAction) -> None:
+        if isinstance(act, BroadcastTx):
+            await self._monitor_broadcast(act.tx, act.reason)
+        elif isinstance(act, OutgoingHtlcOnChain):
+            mc = self.find(channel_id)
+            event: HtlcFulfilled | HtlcFailed
+            if act.preimage is not None:
+                event = HtlcFulfilled(channel_id, act.htlc_id, act.payment_hash, act.preimage)
+            else:
+                event = HtlcFailed(channel_id, act.htlc_id, act.payment_hash, b"")
+            if mc is not None and self.on_htlc_onchain is not None:
+                await self.on_htlc_onchain(mc, event)
+        elif isinstance(act, FundHtlcTx):
+            try:
+                funded = fund_htlc_tx(act.need, self.d.wallet, self.d.tip_height)
+                actions = self.monitors.complete_htlc_tx(channel_id, funded)
+            except (MonitorError, WalletError) as e:
+                log.warning("channel %s: cannot fund the HTLC tx of %s: %s", channel_id.hex(), act.need.htlc_outpoint, e)
+                return
+            for a in actions:
+                await self._monitor_action(channel_id, a)
+        elif isinstance(act, BumpCommitment):
+            try:
+                child = cpfp_child(act.need, self.d.wallet,
+                                   lambda tx, i: self.monitors.sign_anchor_input(channel_id, tx, i), self.d.tip_height)
+            except (MonitorError, WalletError, KeyError) as e:
+                log.warning("channel %s: cannot CPFP our commitment: %s", channel_id.hex(), e)
+                return
+            await self._monitor_broadcast(child, "CPFP of our commitment through our anchor")
 
     async def _monitor_close(self, mc: ManagedChannel, tx: Transaction, height: int, expect: CloseKind,
                              dest: bytes) -> bool:
@@ -386,8 +509,8 @@ class ChannelManager:
         if not channel_has_htlcs(mc.channel):
             return False
         try:
-            data = monitor_data_for_channel(mc.channel, dest)
-            actions = self.monitors.adopt(mc.channel_id, data, tx, height)
+            data = monitor_data_for_channel(mc.channel, dest, preimages=self.monitor_store.preimages(mc.channel_id))
+            actions = self.monitors.adopt(mc.channel_id, data, tx, height, mc.index)
         except (MonitorError, ValueError) as e:
             log.warning("channel %s: no on-chain monitor (%s); HTLC outputs are not resolved", mc.channel_id.hex(), e)
             return False
@@ -399,7 +522,7 @@ class ChannelManager:
             self.monitors.drop(mc.channel_id)
             return False
         for act in actions:
-            await self._monitor_broadcast(act.tx, act.reason)
+            await self._monitor_action(mc.channel_id, act)
         return True
 
     async def _monitor_broadcast(self, tx: Transaction, reason: str) -> None:
@@ -418,6 +541,7 @@ class ChannelManager:
         remaining = []
         for valid_from, sweep in sweeps:
             if sweep.txid in mined or any(txin.prevout in spent for txin in sweep.inputs):
+                self.monitor_store.sweep_done(sweep.txid)
                 continue  # confirmed (or its input was taken by someone else)
             remaining.append((valid_from, sweep))
             if height + 1 >= valid_from:
@@ -441,6 +565,8 @@ class ChannelManager:
                 if eff.channel_id != old and old in self.channels:
                     del self.channels[old]
                 self.channels[eff.channel_id] = mc
+                if self.crash.step is not None:
+                    self.crash.reached(_persist_step(queue, self._trigger))
             elif isinstance(eff, SendMessage):
                 peer = self.d.peers.get(mc.peer.hex())
                 if peer is not None:
@@ -448,6 +574,8 @@ class ChannelManager:
                         await peer.link.send(eff.message)
                     except Exception as e:  # the channel retransmits on reestablish
                         log.info("send to %s failed: %s", mc.peer.hex(), e)
+                    if self.crash.step is not None:
+                        self.crash.reached(f"send:{eff.message.NAME}")
             elif isinstance(eff, Broadcast):
                 try:
                     await self.d.broadcast(eff.tx)
@@ -538,6 +666,16 @@ class ChannelManager:
                 remote_balance=c.local_commit.spec.to_remote_msat // 1000,
             )
         return out
+
+
+def _persist_step(rest: list[Effect], trigger: str) -> str:
+    """The fault-injection name of a Persist (channels/faults.py): by the next message it precedes."""
+    for eff in rest:
+        if isinstance(eff, Persist):
+            break
+        if isinstance(eff, SendMessage):
+            return f"persist:{eff.message.NAME}"
+    return f"persist:on_{trigger}"
 
 
 def _revoked_dict(r: Any) -> dict[str, Any]:

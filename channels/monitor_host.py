@@ -29,12 +29,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Union
 
 from base_chain.sighash import SIGHASH_ALL
 from base_chain.tx import OutPoint, Transaction
 
 from .htlcs import Commitments
+from .keys import ChannelSecrets
 from .messages import UpdateFulfillHtlc
 from .monitor_data import (
     LocalCommitment,
@@ -61,7 +63,10 @@ from .watcher import ChannelMonitor
 
 __all__ = [
     "BroadcastTx",
+    "BumpCommitment",
+    "FundHtlcTx",
     "HostAction",
+    "OutgoingHtlcOnChain",
     "MonitorHost",
     "channel_has_htlcs",
     "known_preimages",
@@ -171,20 +176,59 @@ class BroadcastTx:
     reason: str
 
 
-HostAction = BroadcastTx
+@dataclass(frozen=True, slots=True)
+class OutgoingHtlcOnChain:
+    """An HTLC we offered was settled on chain: fulfilled (`preimage`) or failed (None: timed out,
+    trimmed, or absent from the commitment that confirmed). Tell the payment layer (forward or payment)."""
+
+    htlc_id: int
+    payment_hash: bytes
+    amount_msat: int
+    preimage: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class FundHtlcTx:
+    """Add wallet inputs to a zero-fee HTLC transaction, then :meth:`MonitorHost.complete_htlc_tx`."""
+
+    need: NeedHtlcTxFunding
+
+
+@dataclass(frozen=True, slots=True)
+class BumpCommitment:
+    """CPFP our commitment through our anchor (sign it with :meth:`MonitorHost.sign_anchor_input`)."""
+
+    need: NeedFeeBump
+
+
+HostAction = Union[BroadcastTx, OutgoingHtlcOnChain, FundHtlcTx, BumpCommitment]
+
+
+class MonitorStoreLike(Protocol):
+    def save_monitor(self, channel_id: bytes, channel_index: int, state: dict[str, Any],
+                     retired: bool = False) -> None: ...
 
 
 @dataclass(eq=False)
 class _Live:
     monitor: ChannelMonitor
     watched: set[OutPoint]
+    channel_index: int = 0
+    #: Outgoing HTLCs already reported fulfilled (a PreimageLearned, then HtlcResolved later).
+    reported: set[int] = field(default_factory=set)
 
 
 class MonitorHost:
-    """One :class:`ChannelMonitor` per closed channel (keyed by channel id), fed with blocks."""
+    """One :class:`ChannelMonitor` per closed channel (keyed by channel id), fed with blocks.
 
-    def __init__(self) -> None:
+    With a `store` every monitor is written (:meth:`ChannelMonitor.to_dict`, without the channel
+    secrets) after each call that may have changed it, before its actions are returned: the host
+    carries out nothing the database does not hold. :meth:`restore` brings them back after a restart.
+    """
+
+    def __init__(self, store: MonitorStoreLike | None = None) -> None:
         self._live: dict[bytes, _Live] = {}
+        self._store = store
 
     def __contains__(self, channel_id: object) -> bool:
         return channel_id in self._live
@@ -193,27 +237,47 @@ class MonitorHost:
         return len(self._live)
 
     def drop(self, channel_id: bytes) -> None:
-        self._live.pop(channel_id, None)
+        live = self._live.pop(channel_id, None)
+        if live is not None and self._store is not None:
+            self._store.save_monitor(channel_id, live.channel_index, live.monitor.to_dict(include_secrets=False),
+                                     retired=True)
 
     def monitor(self, channel_id: bytes) -> ChannelMonitor | None:
         live = self._live.get(channel_id)
         return None if live is None else live.monitor
 
     def adopt(
-        self, channel_id: bytes, data: MonitorData, closing_tx: Transaction, height: int
+        self, channel_id: bytes, data: MonitorData, closing_tx: Transaction, height: int, channel_index: int = 0,
     ) -> list[HostAction]:
         """Start watching a channel whose funding output `closing_tx` spent at `height`.
 
         Raises :class:`channels.watcher.MonitorError` (a ValueError) when the data
         does not match (our commitment's signatures are checked)."""
         monitor = ChannelMonitor(data, tip_height=height - 1)
-        live = _Live(monitor, set())
+        live = _Live(monitor, set(), channel_index)
         actions = self._handle(channel_id, live, monitor.start())
         actions += self._handle(channel_id, live, monitor.block_connected(height, [closing_tx]))
         self._live[channel_id] = live
+        self._save(channel_id, live)
         log.info("channel %s: on-chain monitor took over the close %s (%s)", channel_id.hex(),
                  closing_tx.txid_hex(), monitor.close_kind)
         return actions
+
+    def restore(self, channel_id: bytes, channel_index: int, state: dict[str, Any],
+                secrets: ChannelSecrets) -> list[HostAction]:
+        """A monitor written before a restart (what to watch and rebroadcast is in the actions)."""
+        monitor = ChannelMonitor.from_dict(state, secrets=secrets)
+        live = _Live(monitor, set(), channel_index)
+        self._live[channel_id] = live
+        actions = self._handle(channel_id, live, monitor.start())
+        self._save(channel_id, live)
+        log.info("channel %s: on-chain monitor restored at height %d (%s)", channel_id.hex(), monitor.tip_height,
+                 monitor.close_kind)
+        return actions
+
+    def tip_height(self, channel_id: bytes) -> int | None:
+        live = self._live.get(channel_id)
+        return None if live is None else live.monitor.tip_height
 
     def block_connected(self, height: int, txs: Iterable[Transaction]) -> list[tuple[bytes, HostAction]]:
         """Feed the block at `height` (all its transactions) to every live monitor."""
@@ -222,12 +286,54 @@ class MonitorHost:
         for channel_id, live in list(self._live.items()):
             relevant = [tx for tx in txs if any(txin.prevout in live.watched for txin in tx.inputs)]
             actions = self._handle(channel_id, live, live.monitor.block_connected(height, relevant))
+            self._save(channel_id, live)
             out += [(channel_id, a) for a in actions]
         return out
 
     def block_disconnected(self, height: int) -> None:
         for channel_id, live in list(self._live.items()):
             self._handle(channel_id, live, live.monitor.block_disconnected(height))
+            self._save(channel_id, live)
+
+    # --- host inputs to a monitor --------------------------------------------------------------------
+
+    def provide_preimage(self, channel_id: bytes, preimage: bytes) -> list[HostAction]:
+        live = self._live.get(channel_id)
+        if live is None:
+            return []
+        actions = self._handle(channel_id, live, live.monitor.provide_preimage(preimage))
+        self._save(channel_id, live)
+        return actions
+
+    def complete_htlc_tx(self, channel_id: bytes, tx: Transaction) -> list[HostAction]:
+        """The funded HTLC transaction of a :class:`FundHtlcTx` (raises MonitorError when it does not fit)."""
+        live = self._live.get(channel_id)
+        if live is None:
+            return []
+        actions = self._handle(channel_id, live, live.monitor.complete_htlc_tx(tx))
+        self._save(channel_id, live)
+        return actions
+
+    def sign_anchor_input(self, channel_id: bytes, tx: Transaction, input_index: int) -> Transaction:
+        live = self._live.get(channel_id)
+        if live is None:
+            raise KeyError(channel_id.hex())
+        return live.monitor.sign_anchor_input(tx, input_index)
+
+    # --- effects to actions ----------------------------------------------------------------------------
+
+    def _save(self, channel_id: bytes, live: _Live) -> None:
+        if self._store is not None:
+            self._store.save_monitor(channel_id, live.channel_index, live.monitor.to_dict(include_secrets=False),
+                                     retired=live.monitor.is_fully_resolved)
+
+    def _outgoing_with_hash(self, live: _Live, payment_hash: bytes) -> list[MonitorHtlc]:
+        data = live.monitor.data
+        found: dict[int, MonitorHtlc] = {}
+        for c in (data.local_commitment, data.remote_commitment, data.remote_next_commitment):
+            if c is not None:
+                found.update((h.htlc_id, h) for h in c.htlcs if h.outgoing and h.payment_hash == payment_hash)
+        return list(found.values())
 
     def _handle(self, channel_id: bytes, live: _Live, effects: list[Effect]) -> list[HostAction]:
         cid = channel_id.hex()
@@ -238,17 +344,24 @@ class MonitorHost:
             elif isinstance(eff, WatchOutpoint):
                 live.watched.add(eff.outpoint)
             elif isinstance(eff, NeedHtlcTxFunding):
-                log.warning("channel %s: HTLC tx for %s needs wallet inputs (anchors): not supported yet, skipped",
-                            cid, eff.htlc_outpoint)
+                log.info("channel %s: zero-fee HTLC tx for %s needs wallet inputs", cid, eff.htlc_outpoint)
+                actions.append(FundHtlcTx(eff))
             elif isinstance(eff, NeedFeeBump):
-                log.warning("channel %s: commitment %s needs a CPFP fee bump: not supported yet, skipped",
-                            cid, eff.txid[::-1].hex())
+                log.info("channel %s: commitment %s needs a CPFP fee bump", cid, eff.txid[::-1].hex())
+                actions.append(BumpCommitment(eff))
             elif isinstance(eff, HtlcResolved):
                 log.info("channel %s: HTLC %s %d resolved on chain (%s)", cid,
                          "out" if eff.outgoing else "in", eff.htlc_id,
                          "fulfilled" if eff.preimage is not None else "failed")
+                if eff.outgoing and eff.htlc_id not in live.reported:
+                    live.reported.add(eff.htlc_id)
+                    actions.append(OutgoingHtlcOnChain(eff.htlc_id, eff.payment_hash, eff.amount_msat, eff.preimage))
             elif isinstance(eff, PreimageLearned):
                 log.info("channel %s: learned preimage of %s on chain", cid, eff.payment_hash.hex())
+                for h in self._outgoing_with_hash(live, eff.payment_hash):
+                    if h.htlc_id not in live.reported:  # fulfilling upstream is safe at once
+                        live.reported.add(h.htlc_id)
+                        actions.append(OutgoingHtlcOnChain(h.htlc_id, h.payment_hash, h.amount_msat, eff.preimage))
             elif isinstance(eff, ChannelFullyResolved):
                 log.info("channel %s: every output resolved; monitor retired", cid)
                 self._live.pop(channel_id, None)

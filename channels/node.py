@@ -42,6 +42,7 @@ class ChannelNode(LightningDaemon):
 
     async def started(self) -> None:
         """Reconnect to every peer we have an open channel with, as lnd does, until it answers."""
+        await self.channels.resume()  # blocks missed before a restart; restored on-chain monitors
         known = self.channel_store.peers()
         wanted = {mc.peer for mc in self.channels.channels.values()
                   if mc.channel.state not in (ChannelState.ABANDONED, ChannelState.FAILED)}

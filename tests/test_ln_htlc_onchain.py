@@ -27,12 +27,17 @@ from test_channel_state import (
 from base_chain import crypto
 from base_chain.block import Block, BlockHeader
 from base_chain.script import STANDARD_FLAGS, verify_script
-from base_chain.tx import OutPoint, Transaction, TxOut
+from base_chain.tx import OutPoint, Transaction, TxIn, TxOut
 from channels.effects import Broadcast as ChannelBroadcast
 from channels.effects import LocalCommitmentPublished
 from channels.manager import ChannelManager, FundingWatch, ManagedChannel
+from base_chain.params import get_params
+from base_chain.wallet import Wallet
+from channels.fee_inputs import fund_htlc_tx
 from channels.monitor_host import (
     BroadcastTx,
+    FundHtlcTx,
+    HostAction,
     MonitorHost,
     channel_has_htlcs,
     monitor_data_for_channel,
@@ -89,18 +94,37 @@ def _outputs(tx: Transaction) -> dict[OutPoint, TxOut]:
     return {OutPoint(tx.txid, i): o for i, o in enumerate(tx.outputs)}
 
 
-def _run(host: MonitorHost, cid: bytes, data_pair: tuple[object, Transaction]) -> list[Transaction]:
-    """Adopt the close at CLOSE_HEIGHT, then mine empty blocks past the CLTVs; every broadcast, once."""
+def _run(host: MonitorHost, cid: bytes, data_pair: tuple[object, Transaction], wallet: Wallet | None = None
+         ) -> list[Transaction]:
+    """Adopt the close at CLOSE_HEIGHT, then mine empty blocks past the CLTVs; every broadcast, once.
+
+    Zero-fee HTLC transactions (anchors) get inputs from `wallet` when there is one."""
     data, closing = data_pair
     seen: dict[bytes, Transaction] = {}
-    for act in host.adopt(cid, data, closing, CLOSE_HEIGHT):  # type: ignore[arg-type]
-        assert isinstance(act, BroadcastTx)
-        seen.setdefault(act.tx.txid, act.tx)
+
+    def take(actions: list[HostAction], height: int) -> None:
+        for act in actions:
+            if isinstance(act, BroadcastTx):
+                seen.setdefault(act.tx.txid, act.tx)
+            elif isinstance(act, FundHtlcTx) and wallet is not None:
+                take(host.complete_htlc_tx(cid, fund_htlc_tx(act.need, wallet, height)), height)
+
+    take(host.adopt(cid, data, closing, CLOSE_HEIGHT), CLOSE_HEIGHT)  # type: ignore[arg-type]
     for height in range(CLOSE_HEIGHT + 1, CLTV + 12):
         for got_cid, act in host.block_connected(height, []):
             assert got_cid == cid
-            seen.setdefault(act.tx.txid, act.tx)
+            take([act], height)
     return list(seen.values())
+
+
+def _wallet(tmp_path: Path) -> tuple[Wallet, dict[OutPoint, TxOut]]:
+    """A regtest wallet holding two confirmed coins (0.5 and 0.25 BTC) at CLOSE_HEIGHT - 10."""
+    wallet = Wallet.open(tmp_path / "wallet.sqlite", get_params("regtest"), seed=bytes(range(32)))
+    script = wallet.get_change_script()
+    funding = Transaction(2, [TxIn(OutPoint(b"\x77" * 32, 0), b"", 0xFFFFFFFF, [b"\x01"])],
+                          [TxOut(50_000_000, script), TxOut(25_000_000, script)], 0)
+    wallet.block_connected(_block([funding]), CLOSE_HEIGHT - 10)
+    return wallet, _outputs(funding)
 
 
 def _htlc_spends(txs: list[Transaction], closing: Transaction) -> list[Transaction]:
@@ -134,31 +158,35 @@ def test_remote_force_close_htlcs_claimed(anchors: bool) -> None:
 
 
 @pytest.mark.parametrize("anchors", [False, True], ids=["static_remotekey", "anchors"])
-def test_local_force_close_htlc_transactions(anchors: bool) -> None:
+def test_local_force_close_htlc_transactions(tmp_path: Path, anchors: bool) -> None:
     """a broadcasts its commitment: HTLC-success at once (preimage known), HTLC-timeout at the CLTV.
 
-    With anchors those are zero-fee transactions that need wallet inputs: the host
-    logs and skips them (NeedHtlcTxFunding), so no HTLC spend goes out."""
+    With anchors those are zero-fee transactions: the host adds wallet inputs and a change
+    output (FundHtlcTx), and the result pays the monitor's urgent fee rate."""
     pair = _pair(anchors)
     a = pair.a
     data = monitor_data_for_channel(a.channel, DEST, preimages={payment_hash(2): preimage(2)})
     closing = _force_close(a.channel)
     host = MonitorHost()
     cid = a.channel.channel_id
-    txs = _run(host, cid, (data, closing))
+    wallet, coins = _wallet(tmp_path)
+    txs = _run(host, cid, (data, closing), wallet)
     monitor = host.monitor(cid)
     assert monitor is not None and monitor.close_kind is CloseKind.LOCAL
     spends = _htlc_spends(txs, closing)
     htlc_outputs = {o.outpoint for o in monitor.outputs if o.htlc is not None}
     assert len(htlc_outputs) == 2
     htlc_txs = [tx for tx in spends if any(txin.prevout in htlc_outputs for txin in tx.inputs)]
-    if anchors:
-        assert htlc_txs == []
-        return
     assert len(htlc_txs) == 2
-    known = _outputs(closing)
+    known = {**_outputs(closing), **coins}
     for tx in htlc_txs:
         _verify(tx, known)
+        fee = sum(known[i.prevout].amount_sat for i in tx.inputs) - sum(o.amount_sat for o in tx.outputs)
+        if anchors:  # wallet inputs after input 0, change last: at least the urgent rate for the whole weight
+            assert len(tx.inputs) >= 2 and len(tx.outputs) == 2 and wallet.is_mine(tx.outputs[1].script_pubkey)
+            assert fee * 1000 >= 5000 * tx.weight and fee * 1000 < 5000 * tx.weight * 1.1
+        else:
+            assert len(tx.inputs) == 1 and fee > 0
     success = [tx for tx in htlc_txs if preimage(2) in tx.inputs[0].witness]
     timeout = [tx for tx in htlc_txs if tx not in success]
     assert len(success) == 1 and len(timeout) == 1
