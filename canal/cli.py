@@ -20,7 +20,11 @@ commands:
   ln        talk to a Lightning node (like lncli)
   swap      cross-chain atomic swaps, command for command like decred's atomicswap
   relayd    run an SPV header relay of one chain
+  swapd     run a swap daemon: automatic cross-chain atomic swaps with another swapd
+  swapcli   talk to a swap daemon (initiate, accept, list, status)
   relay     query an SPV relay (status, getheader, verifytxproof)
+  notaryd   run one notary of the alpha <-> beta peg committee
+  peg       peg coins between alpha and beta (setup, depositaddress, claim, status)
 
 Run `canal COMMAND --help` for a command's options.
 """
@@ -57,6 +61,10 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "swap": _lazy("canal.swap_cli"),
     "relayd": _lazy("relay.relayd"),
     "relay": _lazy("canal.relay_cli"),
+    "swapd": _lazy("relay.swapd"),
+    "swapcli": _lazy("canal.swapd_cli"),
+    "notaryd": _lazy("canal.notaryd"),
+    "peg": _lazy("canal.peg_cli"),
 }
 
 

@@ -19,7 +19,7 @@ from base_chain.rpc import channel_for
 from proto import chain_pb2 as pb
 from proto import chain_pb2_grpc as pb_grpc
 
-__all__ = ["wait_for", "DaemonProcess", "ChainProcess", "LightningProcess"]
+__all__ = ["wait_for", "DaemonProcess", "ChainProcess", "LightningProcess", "NotaryProcess", "SwapProcess"]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
@@ -187,3 +187,79 @@ class LightningProcess(DaemonProcess):
 
         self.rpc  # opens the channel
         return router_pb2_grpc.RouterStub(self._channel)
+
+
+class NotaryProcess(DaemonProcess):
+    """One `canal notaryd` of the peg committee (keeps its gRPC port across restarts)."""
+
+    kind = "notaryd"
+
+    def __init__(self, datadir: Path, committee_file: Path, alpha: ChainProcess, beta: ChainProcess,
+                 spv: str | None = None) -> None:
+        super().__init__(datadir)
+        self.committee_file = committee_file
+        self.alpha = alpha
+        self.beta = beta
+        self.spv = spv
+
+    def command(self) -> list[str]:
+        args = ["notaryd", "--datadir", str(self.datadir), "--committee", str(self.committee_file),
+                "--alpha-datadir", str(self.alpha.datadir), "--beta-datadir", str(self.beta.datadir)]
+        if self.spv:
+            args += ["--spv", self.spv]
+        if self.info.get("rpc_port"):
+            args += ["--rpcport", str(self.info["rpc_port"])]
+        return args
+
+    @property
+    def rpc(self) -> Any:
+        from proto import notary_pb2_grpc
+
+        return self._stub_for(notary_pb2_grpc.NotaryStub)
+
+
+class SwapProcess(DaemonProcess):
+    """One `canal swapd` using two chain nodes (alpha and beta); it keeps its peer port across restarts.
+
+    `env` is added to the daemon's environment on the next start only (e.g. the fault injection
+    CANAL_SWAPD_CRASH_AT=<state>)."""
+
+    kind = "swapd"
+
+    def __init__(self, datadir: Path, alpha: ChainProcess, beta: ChainProcess, extra_args: list[str] | None = None) -> None:
+        super().__init__(datadir)
+        self.alpha = alpha
+        self.beta = beta
+        self.extra_args = list(extra_args or [])
+        self.env: dict[str, str] = {}
+
+    def command(self) -> list[str]:
+        args = ["swapd", "--datadir", str(self.datadir),
+                "--alpha-datadir", str(self.alpha.datadir), "--alpha-rpc", f"127.0.0.1:{self.alpha.info['rpc_port']}",
+                "--beta-datadir", str(self.beta.datadir), "--beta-rpc", f"127.0.0.1:{self.beta.info['rpc_port']}"]
+        if self.info.get("listen_port"):
+            args += ["--listen", str(self.info["listen_port"])]
+        return args + self.extra_args
+
+    def start(self, timeout: float = 60.0) -> Any:
+        saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+        try:
+            return super().start(timeout)
+        finally:
+            self.env = {}
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    @property
+    def peer_addr(self) -> str:
+        return f"127.0.0.1:{self.info['listen_port']}"
+
+    @property
+    def rpc(self) -> Any:
+        from proto import swap_pb2_grpc
+
+        return self._stub_for(swap_pb2_grpc.SwapClientStub)

@@ -191,6 +191,27 @@ class RelayDaemon:
         if self._error is not None:
             raise self._error
 
+    async def run_embedded(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Follow the node inside another daemon's trio loop (``canal notaryd``'s SPV view).
+
+        As :meth:`run`, without the signal handling and ``relay.json`` (the host owns
+        the process); ``self.chain`` is read by the host on the same trio thread.
+        Cancel the host's scope, or call :meth:`request_stop`, to stop.
+        """
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        self.store = HeaderStore(self.datadir / RELAY_DB_FILE)
+        try:
+            self._open_chain()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._follow)
+                task_status.started(self)
+                await self._stop.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.store.close()
+        if self._error is not None:
+            raise self._error
+
     def request_stop(self) -> None:
         self._stop.set()
 
