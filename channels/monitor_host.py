@@ -270,6 +270,9 @@ class MonitorHost:
         live = _Live(monitor, set(), channel_index)
         self._live[channel_id] = live
         actions = self._handle(channel_id, live, monitor.start())
+        for htlc, preimage in monitor.settled_outgoing():  # maybe not delivered before the restart
+            live.reported.add(htlc.htlc_id)
+            actions.append(OutgoingHtlcOnChain(htlc.htlc_id, htlc.payment_hash, htlc.amount_msat, preimage))
         self._save(channel_id, live)
         log.info("channel %s: on-chain monitor restored at height %d (%s)", channel_id.hex(), monitor.tip_height,
                  monitor.close_kind)

@@ -202,6 +202,20 @@ class ChannelMonitor:
         """The outputs being resolved (derived state; do not modify)."""
         return tuple(self._outputs.values())
 
+    def settled_outgoing(self) -> list[tuple[MonitorHtlc, bytes | None]]:
+        """Outgoing HTLCs whose on-chain fate is known: reported ones (final), and those whose
+        preimage is known (fulfilling upstream is safe at once). A restarted host tells its
+        payment layer again (it ignores what it already knows)."""
+        out: dict[tuple[bool, int], tuple[MonitorHtlc, bytes | None]] = {}
+        for key, outcome in self._outcomes.items():
+            if key[0] and key in self._htlcs_reported:
+                out[key] = (outcome.htlc, outcome.preimage)
+        for key, htlc in self._reportable_htlcs().items():
+            preimage = self.data.preimages.get(htlc.payment_hash)
+            if key[0] and preimage is not None:
+                out[key] = (htlc, preimage)
+        return [out[k] for k in sorted(out)]
+
     @property
     def _policy(self) -> MonitorPolicy:
         return self.data.policy

@@ -714,6 +714,15 @@ class Forwarder:
         return self.on_downstream_failed(outgoing, event.reason, failure_code=event.failure_code,
                                          sha256_of_onion=event.sha256_of_onion)
 
+    def on_downstream_resolved_on_chain(self, event: HtlcFulfilled | HtlcFailed, now: int) -> Settle | FailBack | None:
+        """The outgoing HTLC was settled on chain after its channel force-closed (the channel manager's
+        ``on_htlc_onchain``): a preimage seen on chain settles upstream; a failure (timed out, or not in
+        the commitment that confirmed) fails upstream with our ``permanent_channel_failure``."""
+        outgoing = HtlcRef(event.channel_id, event.htlc_id)
+        if isinstance(event, HtlcFulfilled):
+            return self.on_downstream_fulfilled(outgoing, event.payment_preimage, now)
+        return self.on_downstream_timed_out(outgoing)
+
     def _failing(self, outgoing: HtlcRef) -> Circuit | FailBack | None:
         """The open circuit of ``outgoing``; its FailBack if already failed; None if it is not a forward."""
         circuit = self.circuit_for_outgoing(outgoing)

@@ -70,6 +70,7 @@ class PaymentNode(ChannelNode):
             math.inf)
         self.channels.on_incoming_htlc = self._on_incoming_htlc
         self.channels.on_htlc_settled = self._on_htlc_settled
+        self.channels.on_htlc_onchain = self._on_htlc_onchain
         self.payer.reconcile()
         path = self.datadir / "forwarding.bin"
         self.forwarder = Forwarder.from_bytes(path.read_bytes()) if path.exists() else Forwarder()
@@ -145,6 +146,19 @@ class PaymentNode(ChannelNode):
             return
         self._save_forwarder()
         self._upstream_send.send_nowait(upstream)  # settled outside the manager's lock
+
+    async def _on_htlc_onchain(self, mc: ManagedChannel, event: HtlcFulfilled | HtlcFailed) -> None:
+        """An outgoing HTLC settled on chain after a force close (the channel's on-chain monitor)."""
+        try:
+            upstream = self.forwarder.on_downstream_resolved_on_chain(event, self.now())
+        except ValueError as e:  # e.g. a preimage on chain for a forward we already failed back
+            log.error("on-chain outcome of HTLC %d on %s: %s", event.htlc_id, mc.channel_id.hex(), e)
+            return
+        if upstream is None:
+            self.payer.htlc_resolved(mc, event)  # one of our own payments
+            return
+        self._save_forwarder()
+        self._upstream_send.send_nowait(upstream)
 
     # --- receiving ------------------------------------------------------------------------------------
 
@@ -267,7 +281,11 @@ class PaymentNode(ChannelNode):
             return
         if isinstance(decision, Settle):
             preimage = decision.payment_preimage
-            await self.channels.command(mc, lambda ch: [*ch.fulfill_htlc(ref.htlc_id, preimage), *ch.sign()])
+            try:
+                await self.channels.command(mc, lambda ch: [*ch.fulfill_htlc(ref.htlc_id, preimage), *ch.sign()])
+            except ChannelError:  # the upstream channel is closing: its on-chain monitor claims the HTLC
+                await self.channels.claim_onchain(ref.channel_id, preimage)
+                raise
         elif decision.is_malformed:
             assert decision.failure_code is not None
             code, sha = decision.failure_code, decision.sha256_of_onion or b"\0" * 32

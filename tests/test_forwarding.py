@@ -535,6 +535,21 @@ def test_htlc_fulfilled_effect_settles() -> None:
     assert settle == Settle(fwd.incoming, PREIMAGE)
 
 
+def test_on_chain_outcomes_settle_or_fail_upstream() -> None:
+    """The channel manager's on_htlc_onchain: a preimage seen on chain settles, a timeout fails with ours."""
+    fw = Forwarder()
+    fwd, _ = _forward(fw, htlc_id=1, out_htlc_id=3)
+    settle = fw.on_downstream_resolved_on_chain(HtlcFulfilled(CHAN_BC, 3, PAYMENT_HASH, PREIMAGE), now=5)
+    assert settle == Settle(fwd.incoming, PREIMAGE)
+    fwd2, _ = _forward(fw, htlc_id=2, out_htlc_id=4)
+    fail = fw.on_downstream_resolved_on_chain(HtlcFailed(CHAN_BC, 4, PAYMENT_HASH, b""), now=6)
+    assert isinstance(fail, FailBack) and fail.incoming == fwd2.incoming
+    assert _at_origin(fail) == (1, FailureMessage(FailureCode.PERMANENT_CHANNEL_FAILURE))
+    # reported again (after a restart): the same decision, no double settlement
+    assert fw.on_downstream_resolved_on_chain(HtlcFailed(CHAN_BC, 4, PAYMENT_HASH, b""), now=7) == fail
+    assert fw.on_downstream_resolved_on_chain(HtlcFulfilled(CHAN_BC, 9, PAYMENT_HASH, PREIMAGE), now=7) is None
+
+
 @settings(max_examples=40, deadline=None)
 @given(base=st.integers(0, 5_000), prop=st.integers(0, 5_000), amt=st.integers(1_000, 400_000_000),
        slack=st.integers(-3, 3))
