@@ -148,11 +148,36 @@ def _decodepayreq_run(stub: Any, a: argparse.Namespace) -> Any:
 
 
 def _payment_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fee_limit", type=int, default=0, help="maximum fee in satoshis")
-    p.add_argument("--timeout", type=int, default=60, help="seconds before giving up on the first attempt")
-    p.add_argument("--outgoing_chan_id", type=int, action="append", default=[])
+    p.add_argument("--fee_limit", type=int, default=None, help="maximum fee in satoshis (default: lnd's, 5%%, or "
+                   "100%% up to 1,000 sat)")
+    p.add_argument("--fee_limit_percent", type=int, default=None, help="maximum fee as a percentage of the amount")
+    p.add_argument("--timeout", default="60s", help="how long to keep trying (a duration: 60s, 2m; or seconds)")
+    p.add_argument("--timeout_seconds", type=int, default=0, help="the same in seconds")
+    p.add_argument("--cltv_limit", type=int, default=0, help="the maximum time lock of the route")
+    p.add_argument("--outgoing_chan_id", type=int, action="append", default=[],
+                   help="the short channel id of a first hop to use (repeatable)")
+    p.add_argument("--last_hop", default="", help="the pubkey of the node before the destination")
+    p.add_argument("--max_parts", type=int, default=16, help="the maximum number of partial payments (MPP)")
     p.add_argument("--force", "-f", action="store_true", help="do not ask for confirmation (never asked here)")
     p.add_argument("--allow_self_payment", action="store_true")
+
+
+_DURATION = {"s": 1, "m": 60, "h": 3600}
+
+
+def _seconds(a: argparse.Namespace) -> int:
+    if a.timeout_seconds:
+        return int(a.timeout_seconds)
+    text = str(a.timeout).strip()
+    try:
+        return int(text[:-1]) * _DURATION[text[-1]] if text[-1:] in _DURATION else int(text)
+    except ValueError:
+        raise SystemExit(f"[lncli] invalid timeout: {text!r}") from None
+
+
+def default_fee_limit_msat(amount_msat: int) -> int:
+    """lnd's DefaultRoutingFeeLimitForAmount: 100% up to 1,000 sat, 5% above."""
+    return amount_msat if amount_msat <= 1_000_000 else amount_msat * 5 // 100
 
 
 def _payinvoice(p: argparse.ArgumentParser) -> None:
@@ -183,6 +208,9 @@ def _progress(updates: Iterator[ln.Payment]) -> ln.Payment:
             if h is None:
                 print(f"{_STATUS[update.status]:<10} {'-':<12}", file=out)
                 continue
+            failure = ""
+            if h.status == ln.HTLCAttempt.FAILED and h.HasField("failure"):
+                failure = f"  {ln.Failure.FailureCode.Name(h.failure.code)} @{h.failure.failure_source_index}"
             hops = h.route.hops
             attempt_s = max(h.attempt_time_ns / 1e9 - started, 0.0)
             resolve_s = max(h.resolve_time_ns / 1e9 - started, 0.0) if h.resolve_time_ns else 0.0
@@ -192,7 +220,7 @@ def _progress(updates: Iterator[ln.Payment]) -> ln.Payment:
             route = "->".join(hop.pub_key[:10] for hop in hops)
             print(f"{_STATUS[update.status]:<10} {_HTLC_STATUS[h.status]:<12} {attempt_s:>12.3f} {resolve_s:>12.3f} "
                   f"{receiver:>12.3f} {h.route.total_fees_msat / 1000:>6.3f} {h.route.total_time_lock:>8} "
-                  f"{chan_s:>18}  {route}", file=out)
+                  f"{chan_s:>18}  {route}{failure}", file=out)
         out.flush()
     if last is None:
         raise SystemExit("[lncli] the payment stream ended without an update")
@@ -203,9 +231,21 @@ def _progress(updates: Iterator[ln.Payment]) -> ln.Payment:
     return last
 
 
-def _send(a: argparse.Namespace, req: router_pb.SendPaymentRequest) -> Any:
-    req.timeout_seconds = a.timeout
-    req.fee_limit_sat = a.fee_limit
+def _send(a: argparse.Namespace, req: router_pb.SendPaymentRequest, amount_msat: int) -> Any:
+    """SendPaymentV2 with lncli's flags; ``amount_msat`` (0: unknown) sets the default fee limit."""
+    req.timeout_seconds = _seconds(a)
+    if a.fee_limit is not None and a.fee_limit_percent is not None:
+        raise SystemExit("[lncli] only one of --fee_limit and --fee_limit_percent can be set")
+    if a.fee_limit is not None:
+        req.fee_limit_sat = a.fee_limit
+    elif a.fee_limit_percent is not None:
+        req.fee_limit_msat = amount_msat * a.fee_limit_percent // 100
+    else:
+        req.fee_limit_msat = default_fee_limit_msat(amount_msat)
+    req.cltv_limit = a.cltv_limit
+    req.max_parts = a.max_parts
+    if a.last_hop:
+        req.last_hop_pubkey = _bytes_arg(a.last_hop, "last_hop")
     req.outgoing_chan_ids.extend(a.outgoing_chan_id)
     req.allow_self_payment = a.allow_self_payment
     channel, router = _router(a)
@@ -213,8 +253,19 @@ def _send(a: argparse.Namespace, req: router_pb.SendPaymentRequest) -> Any:
         return to_lncli_json(_progress(router.SendPaymentV2(req)))
 
 
+def _invoice_amount_msat(stub: Any, pay_req: str, amt_sat: int) -> int:
+    if amt_sat:
+        return amt_sat * 1000
+    try:
+        return int(stub.DecodePayReq(ln.PayReqString(pay_req=pay_req)).num_msat)
+    except grpc.RpcError:
+        return 0  # SendPaymentV2 says what is wrong with it
+
+
 def _payinvoice_run(stub: Any, a: argparse.Namespace) -> Any:
-    return _send(a, router_pb.SendPaymentRequest(payment_request=_pay_req(a), amt=a.amt))
+    pay_req = _pay_req(a)
+    return _send(a, router_pb.SendPaymentRequest(payment_request=pay_req, amt=a.amt),
+                 _invoice_amount_msat(stub, pay_req, a.amt))
 
 
 def _sendpayment(p: argparse.ArgumentParser) -> None:
@@ -230,7 +281,9 @@ def _sendpayment(p: argparse.ArgumentParser) -> None:
 
 def _sendpayment_run(stub: Any, a: argparse.Namespace) -> Any:
     if a.pay_req:
-        return _send(a, router_pb.SendPaymentRequest(payment_request=a.pay_req.strip(), amt=a.amt))
+        pay_req = a.pay_req.strip()
+        return _send(a, router_pb.SendPaymentRequest(payment_request=pay_req, amt=a.amt),
+                     _invoice_amount_msat(stub, pay_req, a.amt))
     if not a.dest:
         raise SystemExit("[lncli] destination txid argument missing")
     records: dict[int, bytes] = {}
@@ -248,7 +301,7 @@ def _sendpayment_run(stub: Any, a: argparse.Namespace) -> Any:
         raise SystemExit("[lncli] payment hash argument missing")
     req = router_pb.SendPaymentRequest(dest=_bytes_arg(a.dest, "dest"), amt=a.amt, payment_hash=payment_hash,
                                        final_cltv_delta=a.final_cltv_delta, dest_custom_records=records)
-    return _send(a, req)
+    return _send(a, req, a.amt * 1000)
 
 
 def _trackpayment(p: argparse.ArgumentParser) -> None:
@@ -260,6 +313,43 @@ def _trackpayment_run(stub: Any, a: argparse.Namespace) -> Any:
     with channel:
         req = router_pb.TrackPaymentRequest(payment_hash=_bytes_arg(a.hash, "hash"))
         return to_lncli_json(_progress(router.TrackPaymentV2(req)))
+
+
+def _queryroutes(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dest_pos", nargs="?", default="", metavar="dest")
+    p.add_argument("amt_pos", nargs="?", type=int, default=0, metavar="amt")
+    p.add_argument("--dest", default="", help="the 33-byte hex public key of the destination")
+    p.add_argument("--amt", type=int, default=0, help="the amount to send in satoshis")
+    p.add_argument("--fee_limit", type=int, default=None, help="maximum fee in satoshis")
+    p.add_argument("--fee_limit_percent", type=int, default=None, help="maximum fee as a percentage of the amount")
+    p.add_argument("--final_cltv_delta", type=int, default=0, help="the final CLTV delta (default 80)")
+    p.add_argument("--use_mc", action="store_true", help="use mission control probabilities")
+    p.add_argument("--outgoing_chan_id", type=int, action="append", default=[])
+    p.add_argument("--last_hop", default="")
+    p.add_argument("--cltv_limit", type=int, default=0)
+    p.add_argument("--ignore_pair", action="append", default=[], help="a directed pair to ignore: from:to (hex)")
+
+
+def _queryroutes_run(stub: Any, a: argparse.Namespace) -> Any:
+    dest, amt = a.dest or a.dest_pos, a.amt or a.amt_pos
+    if not dest:
+        raise SystemExit("[lncli] dest argument missing")
+    if not amt:
+        raise SystemExit("[lncli] amt argument missing")
+    req = ln.QueryRoutesRequest(pub_key=dest, amt=amt, final_cltv_delta=a.final_cltv_delta, use_mission_control=a.use_mc,
+                                cltv_limit=a.cltv_limit, outgoing_chan_ids=a.outgoing_chan_id)
+    if a.fee_limit is not None:
+        req.fee_limit.fixed = a.fee_limit
+    elif a.fee_limit_percent is not None:
+        req.fee_limit.percent = a.fee_limit_percent
+    if a.last_hop:
+        req.last_hop_pubkey = _bytes_arg(a.last_hop, "last_hop")
+    for pair in a.ignore_pair:
+        frm, _, to = pair.partition(":")
+        np = req.ignored_pairs.add()
+        setattr(np, "from", _bytes_arg(frm, "ignore_pair"))
+        np.to = _bytes_arg(to, "ignore_pair")
+    return to_lncli_json(stub.QueryRoutes(req))
 
 
 def _listpayments(p: argparse.ArgumentParser) -> None:
@@ -328,6 +418,7 @@ PAYMENT_COMMANDS: list[Command] = [
     Command("sendpayment", "Send a payment over lightning.", _sendpayment, _sendpayment_run),
     Command("trackpayment", "Track progress of an existing payment.", _trackpayment, _trackpayment_run),
     Command("listpayments", "List all outgoing payments.", _listpayments, _listpayments_run),
+    Command("queryroutes", "Query a route to a destination.", _queryroutes, _queryroutes_run),
     Command("feereport", "Display the current fee policies of all active channels.", _feereport, _feereport_run),
     Command("fwdinghistory", "Query the history of all forwarded HTLCs.", _fwdinghistory, _fwdinghistory_run),
 ]

@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_FINAL_CLTV_DELTA",
     "DEFAULT_MAX_CLTV",
     "DEFAULT_MAX_HOPS",
+    "FirstHop",
     "NoRouteError",
     "Route",
     "RouteHintHopLike",
@@ -86,6 +87,17 @@ class RouteHintHopLike(Protocol):
     def fee_proportional_millionths(self) -> int: ...
     @property
     def cltv_expiry_delta(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FirstHop:
+    """One of the payer's own channels, announced or not: the only first hops a search with `first_hops` uses."""
+
+    peer: bytes
+    short_channel_id: int
+    capacity_msat: int
+    spendable_msat: int
+    """What the channel can send now (our balance less reserve, fees and HTLCs in flight)."""
 
 
 class NoRouteError(Exception):
@@ -273,7 +285,7 @@ class _Forward:
             done[w] = 1
             if excluded_nodes and w in excluded_nodes:
                 continue
-            edges = forward_edges(w) if w < graph_n else []
+            edges = forward_edges(w) if w < graph_n and not (w == src and ctx.first_hops_only) else []
             if hint_out and w in hint_out:
                 edges = sorted(edges + hint_out[w], key=_by_max_htlc)
             is_src = w == src
@@ -328,6 +340,7 @@ class _Context:
         now: float,
         current_height: int,
         local_liquidity_msat: Mapping[int, int] | None,
+        first_hops: Sequence[FirstHop] | None = None,
     ) -> None:
         self.graph = graph
         self.scorer = scorer if scorer is not None else Scorer()
@@ -359,6 +372,19 @@ class _Context:
                 self.hint_out.setdefault(u, []).append(
                     (v, key, h.fee_base_msat, h.fee_proportional_millionths, h.cltv_expiry_delta, 0, _U64, 0)
                 )
+        first_in: dict[int, list[SearchEdge]] = {}
+        if first_hops is not None:
+            # Our own channels replace the graph's view of the payer's edges: the payer knows them exactly.
+            s_idx = self._index(source)
+            local = dict(local_liquidity_msat or {})
+            for fh in first_hops:
+                v = self._index(fh.peer)
+                key = fh.short_channel_id << 1 | (0 if source < fh.peer else 1)
+                first_in.setdefault(v, []).append((s_idx, key, 0, 0, 0, 0, fh.spendable_msat, fh.capacity_msat))
+                local[fh.short_channel_id] = min(local.get(fh.short_channel_id, fh.spendable_msat), fh.spendable_msat)
+            self.local = local
+            self.hint_out[s_idx] = [(v, e[1], e[2], e[3], e[4], e[5], e[6], e[7])
+                                    for v, es in first_in.items() for e in es] + self.hint_out.get(s_idx, [])
         src, dst = graph.node_index(source), graph.node_index(target)
         if src is None:
             src = self._extra_index.get(source)
@@ -373,14 +399,29 @@ class _Context:
         # The payer's own channels that the graph's search view leaves out (it cannot forward
         # through them), plus the hint edges; a hint replaces the graph's policy of its direction.
         extra_in: dict[int, list[SearchEdge]] = hint_edges
-        if src < graph.node_count:
+        if first_hops is not None:
+            for v, edges in first_in.items():
+                extra_in.setdefault(v, []).extend(edges)
+                if v < graph.node_count:  # the peer forwards what we send it, even with no other channel in
+                    for w, edge in graph.endpoint_edges(v):
+                        if w != src:
+                            extra_in.setdefault(w, []).append(edge)
+            if src < graph.node_count:  # the graph's edges out of the payer are replaced, not added to
+                for policy in graph.outgoing(source):
+                    t = graph.node_index(policy.target)
+                    assert t is not None
+                    extra_in.setdefault(t, [])
+        elif src < graph.node_count:
             for w, edge in graph.endpoint_edges(src):
                 extra_in.setdefault(w, []).append(edge)
         self.override: dict[int, list[SearchEdge]] = {}
         for v, extra in extra_in.items():
             keys = {e[1] for e in extra}
             base = graph.search_edges(v) if v < graph.node_count else []
+            if first_hops is not None:
+                base = [e for e in base if e[0] != src]
             self.override[v] = sorted([e for e in base if e[1] not in keys] + extra, key=_by_max_htlc)
+        self.first_hops_only = first_hops is not None
         # Exclusions: a short_channel_id (both directions), (short_channel_id, direction), or a node id.
         self.excluded_keys: set[int] = set()
         self.excluded_nodes: set[int] = set()
@@ -726,6 +767,7 @@ def find_route(
     current_height: int = 0,
     max_hops: int = DEFAULT_MAX_HOPS,
     local_liquidity_msat: Mapping[int, int] | None = None,
+    first_hops: Sequence[FirstHop] | None = None,
 ) -> Route:
     """The best route from `source` to `target` delivering `amount_msat`, or NoRouteError.
 
@@ -738,6 +780,9 @@ def find_route(
     fresh one, a-priori probabilities only) weighs success probability
     against fees at time `now`. `local_liquidity_msat` (short_channel_id ->
     spendable msat) gives the payer's known balances on its own channels.
+    `first_hops` (when given) are the payer's own channels, announced or not:
+    the only ones a route may start with (the graph's edges out of the payer
+    are ignored), limited to what each can spend now.
     """
     if amount_msat <= 0:
         raise ValueError(f"amount_msat must be positive, not {amount_msat}")
@@ -745,7 +790,7 @@ def find_route(
         graph, source, target,
         final_cltv_delta=final_cltv_delta, max_cltv=max_cltv, max_hops=max_hops,
         route_hints=route_hints, scorer=scorer, excluded=excluded, now=now,
-        current_height=current_height, local_liquidity_msat=local_liquidity_msat,
+        current_height=current_height, local_liquidity_msat=local_liquidity_msat, first_hops=first_hops,
     )  # fmt: skip
     fee_limit = math.inf if max_fee_msat is None else max_fee_msat
     return ctx.build(ctx.search(amount_msat, fee_limit, {}), amount_msat)
@@ -770,6 +815,7 @@ def split_payment(
     current_height: int = 0,
     max_hops: int = DEFAULT_MAX_HOPS,
     local_liquidity_msat: Mapping[int, int] | None = None,
+    first_hops: Sequence[FirstHop] | None = None,
 ) -> list[Route]:
     """Routes whose amounts sum exactly to `amount_msat` (one route when one suffices).
 
@@ -794,7 +840,7 @@ def split_payment(
         graph, source, target,
         final_cltv_delta=final_cltv_delta, max_cltv=max_cltv, max_hops=max_hops,
         route_hints=route_hints, scorer=scorer, excluded=excluded, now=now,
-        current_height=current_height, local_liquidity_msat=local_liquidity_msat,
+        current_height=current_height, local_liquidity_msat=local_liquidity_msat, first_hops=first_hops,
     )  # fmt: skip
     in_flight: dict[int, int] = {}
     parts: list[Route] = []

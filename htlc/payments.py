@@ -292,20 +292,30 @@ class PaymentStore:
                        (attempt_id, int(AttemptStatus.IN_FLIGHT)))
 
     def settle_attempt(self, attempt_id: int, preimage: bytes, now_ns: int) -> Payment:
-        """The attempt's HTLC was fulfilled: the payment SUCCEEDED (idempotent)."""
+        """The attempt's HTLC was fulfilled (idempotent): the payment has its preimage, and is SUCCEEDED
+        once no other attempt (MPP shard) is in flight; its fee is that of the settled attempts."""
         with self._tx() as db:
-            row = db.execute("SELECT payment_hash, route FROM attempts WHERE attempt_id = ?", (attempt_id,)).fetchone()
+            row = db.execute("SELECT payment_hash FROM attempts WHERE attempt_id = ?", (attempt_id,)).fetchone()
             assert row is not None, f"no attempt {attempt_id}"
-            payment_hash, route = bytes(row[0]), Route.from_json(row[1])
+            payment_hash = bytes(row[0])
             db.execute("UPDATE attempts SET status = ?, resolve_time_ns = ?, preimage = ? WHERE attempt_id = ?"
                        " AND status != ?",
                        (int(AttemptStatus.SUCCEEDED), now_ns, preimage, attempt_id, int(AttemptStatus.SUCCEEDED)))
-            db.execute("UPDATE payments SET status = ?, preimage = ?, fee_msat = ?, failure_reason = 0"
-                       " WHERE payment_hash = ?",
-                       (int(PaymentStatus.SUCCEEDED), preimage, route.total_fees_msat, payment_hash))
+            db.execute("UPDATE payments SET preimage = ?, failure_reason = 0 WHERE payment_hash = ?",
+                       (preimage, payment_hash))
+            self._decide(db, payment_hash)
         payment = self.get(payment_hash)
         assert payment is not None
         return payment
+
+    def _decide(self, db: sqlite3.Connection, payment_hash: bytes) -> None:
+        """A payment with a preimage and nothing in flight SUCCEEDED; its fee is what its settled attempts paid."""
+        rows = db.execute("SELECT status, route FROM attempts WHERE payment_hash = ?", (payment_hash,)).fetchall()
+        if any(AttemptStatus(r[0]) is AttemptStatus.IN_FLIGHT for r in rows):
+            return
+        fee = sum(Route.from_json(r[1]).total_fees_msat for r in rows if AttemptStatus(r[0]) is AttemptStatus.SUCCEEDED)
+        db.execute("UPDATE payments SET status = ?, fee_msat = ? WHERE payment_hash = ? AND preimage IS NOT NULL",
+                   (int(PaymentStatus.SUCCEEDED), fee, payment_hash))
 
     def fail_attempt(self, attempt_id: int, failure: AttemptFailure, now_ns: int) -> Attempt:
         with self._tx() as db:
@@ -313,15 +323,20 @@ class PaymentStore:
                        " AND status = ?",
                        (int(AttemptStatus.FAILED), now_ns, failure.to_json(), attempt_id,
                         int(AttemptStatus.IN_FLIGHT)))
+            row = db.execute("SELECT payment_hash FROM attempts WHERE attempt_id = ?", (attempt_id,)).fetchone()
+            if row is not None:
+                self._decide(db, bytes(row[0]))
         attempt = self._attempt("attempt_id = ?", (attempt_id,))
         assert attempt is not None
         return attempt
 
     def fail_payment(self, payment_hash: bytes, reason: FailureReason) -> Payment:
-        """The payment FAILED with ``reason`` (unless it already succeeded: a preimage wins)."""
+        """The payment FAILED with ``reason`` (unless it has a preimage: a preimage wins, it SUCCEEDED)."""
         with self._tx() as db:
-            db.execute("UPDATE payments SET status = ?, failure_reason = ? WHERE payment_hash = ? AND status != ?",
+            db.execute("UPDATE payments SET status = ?, failure_reason = ? WHERE payment_hash = ? AND status != ?"
+                       " AND preimage IS NULL",
                        (int(PaymentStatus.FAILED), int(reason), payment_hash, int(PaymentStatus.SUCCEEDED)))
+            self._decide(db, payment_hash)
         payment = self.get(payment_hash)
         assert payment is not None
         return payment

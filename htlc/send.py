@@ -1,36 +1,7 @@
-"""Sending payments: the lifecycle from an intent to SUCCEEDED / FAILED (lnd's router, single hop for now).
-
-A :class:`PaymentIntent` (from a BOLT 11 invoice or a keysend) is paid over a
-channel *directly to the destination*: :class:`Payer` picks a NORMAL channel
-with the destination whose peer is online and whose local balance covers the
-amount (largest first), builds a one-hop onion (a fresh random session key;
-``amt_to_forward``, ``outgoing_cltv_value`` and ``payment_data`` or the keysend
-record) and offers the HTLC. The CLTV is ``tip + final_cltv_delta + 3`` (lnd's
-block padding, so a payee one or two blocks ahead still accepts it).
-
-Persist before you promise: the payment and the attempt (route, session key,
-the channel's next HTLC id) are written to :class:`~htlc.payments.PaymentStore`
-inside the same channel-manager critical section that calls
-``Channel.add_htlc`` and before any of its effects go out, so after a crash
-every HTLC on the wire has its attempt on disk and a payment hash is never
-offered twice. :meth:`Payer.reconcile` (at start) fails the attempts whose
-HTLC never reached the channel or has left it without a preimage.
-
-Outcomes arrive through the channel manager's ``on_htlc_settled`` hook
-(:meth:`Payer.htlc_resolved`, synchronous: it writes the outcome before the
-manager carries out the next effect): ``HtlcFulfilled`` with a preimage that
-hashes to the payment hash -> SUCCEEDED; ``HtlcFailed`` -> the error onion is
-decoded with the attempt's session key -> FAILED with lnd's reason
-(``incorrect_or_unknown_payment_details`` -> FAILURE_REASON_INCORRECT_PAYMENT_DETAILS).
-
-Not yet: multi-hop routes (a destination that is not a direct peer fails
-with FAILURE_REASON_NO_ROUTE until ``htlc.pathfind`` is wired in), retries
-over other routes, MPP. Payments whose HTLC went on chain stay IN_FLIGHT.
-"""
-
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -44,9 +15,21 @@ from channels.messages import UpdateAddHtlc
 from channels.state import Channel, ChannelState
 from channels.transactions import HtlcDirection
 
+from . import pathfind
 from .failure import FailureCode, FailureDecodeError, FailureMessage, decode_failure
+from .graph import ChannelGraph
 from .invoice import RouteHintHop
-from .onion import HopPayload, HopPayloadType, PaymentData, create_onion
+from .lifecycle import (
+    BLOCK_PADDING,
+    DEFAULT_FINAL_CLTV_DELTA,
+    KEYSEND_RECORD,
+    Finished,
+    PaymentIntent,
+    PaymentLifecycle,
+    Shard,
+    last_hop_exclusions,
+)
+from .onion import HopPayload, PaymentData, create_onion
 from .payments import (
     UNREADABLE_FAILURE,
     Attempt,
@@ -58,6 +41,7 @@ from .payments import (
     Route,
     RouteHop,
 )
+from .scoring import Scorer
 
 if TYPE_CHECKING:
     from channels.node import ChannelNode
@@ -66,53 +50,39 @@ __all__ = [
     "BLOCK_PADDING",
     "DEFAULT_FINAL_CLTV_DELTA",
     "KEYSEND_RECORD",
-    "NoRoute",
     "Payer",
     "PaymentIntent",
+    "RouteQuery",
     "Watchers",
+    "decode_htlc_failure",
     "failure_reason_for",
     "final_hop_payload",
     "htlc_pending",
+    "stored_route",
 ]
 
 log = logging.getLogger("canal.payments")
-
-KEYSEND_RECORD = int(HopPayloadType.KEYSEND_PREIMAGE)
-"""lnd's keysend custom record (5482373484): the preimage, chosen by the payer."""
-BLOCK_PADDING = 3
-"""Blocks added to the final CLTV (lnd's ``BlockPadding``)."""
-DEFAULT_FINAL_CLTV_DELTA = 80
-"""The final CLTV delta of a payment without an invoice (keysend), as lnd's router defaults it."""
 
 T = TypeVar("T")
 K = TypeVar("K")
 
 
 @dataclass(frozen=True)
-class PaymentIntent:
-    """What to pay: ``payment_secret`` for an invoice, ``keysend_preimage`` for a spontaneous payment."""
+class RouteQuery:
+    """lnd's QueryRoutes: a route for ``amount_msat`` to ``destination`` (from us unless ``source``)."""
 
     destination: bytes
     amount_msat: int
-    payment_hash: bytes
     final_cltv_delta: int = DEFAULT_FINAL_CLTV_DELTA
-    payment_secret: bytes | None = None
-    keysend_preimage: bytes | None = None
-    payment_request: str = ""
-    custom_records: tuple[tuple[int, bytes], ...] = ()
-    outgoing_chan_ids: tuple[int, ...] = ()
+    fee_limit_msat: int | None = None
+    excluded: tuple[bytes | int | tuple[int, int], ...] = ()
+    ignored_pairs: tuple[tuple[bytes, bytes], ...] = ()
+    source: bytes | None = None
     cltv_limit: int = 0
-    #: The invoice's route hints (BOLT 11 `r`): the last hops to reach a payee behind private channels.
+    last_hop: bytes | None = None
     route_hints: tuple[tuple[RouteHintHop, ...], ...] = ()
-
-
-class NoRoute(Exception):
-    """The payment cannot be attempted; ``reason`` is the payment's failure reason."""
-
-    def __init__(self, reason: FailureReason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+    outgoing_chan_ids: tuple[int, ...] = ()
+    use_mission_control: bool = False
 
 
 # --- pure helpers ------------------------------------------------------------------------------------------
@@ -127,39 +97,19 @@ def final_hop_payload(intent: PaymentIntent, cltv: int) -> HopPayload:
                       keysend_preimage=intent.keysend_preimage, custom_records=intent.custom_records)
 
 
-def single_hop_route(intent: PaymentIntent, mc: ManagedChannel, cltv: int) -> Route:
-    c = mc.channel.commitments
-    capacity = c.params.funding_sat if c is not None else 0
-    records = intent.custom_records
-    if intent.keysend_preimage is not None:
-        records = tuple(sorted(records + ((KEYSEND_RECORD, intent.keysend_preimage),)))
-    hop = RouteHop(pubkey=intent.destination, short_channel_id=mc.channel.short_channel_id or 0,
-                   amt_to_forward_msat=intent.amount_msat, fee_msat=0, expiry=cltv, chan_capacity_sat=capacity,
-                   payment_addr=intent.payment_secret, total_msat=intent.amount_msat if intent.payment_secret else 0,
-                   custom_records=records)
-    return Route(total_time_lock=cltv, total_amt_msat=intent.amount_msat, total_fees_msat=0, hops=(hop,))
-
-
-def hinted_route(intent: PaymentIntent, mc: ManagedChannel, hint: RouteHintHop, cltv: int) -> tuple[Route, list[
-        tuple[bytes, bytes]], int, int]:
-    """us -> hint.pubkey (our channel) -> destination (the hinted channel): the route, the onion hops,
-    and the amount and CLTV of the HTLC we offer (the hint node's fee and delta added)."""
-    fee = hint.fee_base_msat + intent.amount_msat * hint.fee_proportional_millionths // 1_000_000
-    first_cltv = cltv + hint.cltv_expiry_delta
-    c = mc.channel.commitments
-    capacity = c.params.funding_sat if c is not None else 0
-    final = single_hop_route(intent, mc, cltv).hops[0]
-    final = RouteHop(pubkey=intent.destination, short_channel_id=hint.short_channel_id,
-                     amt_to_forward_msat=intent.amount_msat, fee_msat=0, expiry=cltv, chan_capacity_sat=0,
-                     payment_addr=final.payment_addr, total_msat=final.total_msat, custom_records=final.custom_records)
-    first = RouteHop(pubkey=hint.pubkey, short_channel_id=mc.channel.short_channel_id or 0,
-                     amt_to_forward_msat=intent.amount_msat, fee_msat=fee, expiry=cltv, chan_capacity_sat=capacity)
-    route = Route(total_time_lock=first_cltv, total_amt_msat=intent.amount_msat + fee, total_fees_msat=fee,
-                  hops=(first, final))
-    forward = HopPayload(amt_to_forward=intent.amount_msat, outgoing_cltv_value=cltv,
-                         short_channel_id=hint.short_channel_id)
-    hops = [(hint.pubkey, forward.encode()), (intent.destination, final_hop_payload(intent, cltv).encode())]
-    return route, hops, intent.amount_msat + fee, first_cltv
+def stored_route(route: pathfind.Route, intent: PaymentIntent) -> Route:
+    """A found route as lnd's ``Route`` stores it (per hop: the fee it keeps and the expiry in its payload)."""
+    hops = []
+    for i, h in enumerate(route.hops):
+        last = i == len(route.hops) - 1
+        hops.append(RouteHop(
+            pubkey=h.node_id, short_channel_id=h.short_channel_id, amt_to_forward_msat=h.amount_to_forward,
+            fee_msat=h.fee_msat, expiry=h.outgoing_cltv_value, chan_capacity_sat=h.capacity_sat,
+            payment_addr=intent.payment_secret if last else None,
+            total_msat=intent.amount_msat if last and intent.payment_secret else 0,
+            custom_records=intent.final_records() if last else ()))
+    return Route(total_time_lock=route.total_timelock, total_amt_msat=route.total_amount_msat,
+                 total_fees_msat=route.total_fee_msat, hops=tuple(hops))
 
 
 def failure_reason_for(failure: AttemptFailure) -> FailureReason:
@@ -242,16 +192,38 @@ class Watchers(Generic[K, T]):
 # --- the shell ---------------------------------------------------------------------------------------------
 
 
-class Payer:
-    """Pays intents over direct channels and follows their HTLCs (see the module docstring)."""
+# --- the shell ---------------------------------------------------------------------------------------------
 
-    def __init__(self, node: ChannelNode, store: PaymentStore) -> None:
+_Outcome = tuple[int, bytes | None, AttemptFailure | None]
+"""What the driver of a payment hears: (attempt id, preimage, or the failure)."""
+
+
+class Payer:
+    """Pays intents over routes and follows their HTLCs (see the module docstring)."""
+
+    def __init__(self, node: ChannelNode, store: PaymentStore, graph: ChannelGraph | None = None,
+                 scorer: Scorer | None = None) -> None:
         self.node = node
         self.store = store
+        self._graph = graph
+        self.scorer = scorer if scorer is not None else Scorer()
         self.updates: Watchers[bytes, Payment] = Watchers()
+        self._drivers: dict[bytes, trio.MemorySendChannel[_Outcome]] = {}
+
+    @property
+    def graph(self) -> ChannelGraph:
+        """The public graph routes are found in: the node's (``PaymentNode.graph``, filled by gossip)."""
+        if self._graph is None:
+            graph = getattr(self.node, "graph", None)
+            self._graph = graph if isinstance(graph, ChannelGraph) else ChannelGraph()
+        return self._graph
 
     def _now_ns(self) -> int:
         return int(self.node.clock() * 1_000_000_000)
+
+    @property
+    def source(self) -> bytes:
+        return self.node.node_key.public_key().to_bytes()
 
     def _publish(self, payment: Payment) -> None:
         self.updates.publish(payment.payment_hash, payment)
@@ -261,148 +233,155 @@ class Payer:
         recv = self.updates.subscribe(payment_hash)
         return self.store.get(payment_hash), recv
 
-    def _candidates(self, intent: PaymentIntent) -> list[ManagedChannel]:
-        node = self.node
-        mine = [mc for mc in node.channels.for_peer(intent.destination)
-                if mc.channel.state is ChannelState.NORMAL and mc.channel.commitments is not None]
-        if intent.outgoing_chan_ids:
-            mine = [mc for mc in mine if mc.channel.short_channel_id in intent.outgoing_chan_ids]
-        online = [mc for mc in mine if mc.peer.hex() in node.peers]
-        if not online:
-            what = "no channel" if not mine else "no active channel"
-            raise NoRoute(FailureReason.NO_ROUTE, f"{what} with {intent.destination.hex()} (multi-hop routes are "
-                                                  "not supported yet)")
-        enough = [mc for mc in online if mc.channel.local_balance_msat >= intent.amount_msat]
-        if not enough:
-            raise NoRoute(FailureReason.INSUFFICIENT_BALANCE,
-                          f"insufficient local balance for {intent.amount_msat} msat")
-        return sorted(enough, key=lambda mc: mc.channel.local_balance_msat, reverse=True)
+    def first_hops(self) -> tuple[list[pathfind.FirstHop], dict[int, ManagedChannel]]:
+        """Our channels a payment can start on now (NORMAL, peer online) and what each can send."""
+        hops, by_scid = [], {}
+        for mc in self.node.channels.channels.values():
+            c = mc.channel.commitments
+            scid = mc.channel.short_channel_id
+            if mc.channel.state is not ChannelState.NORMAL or c is None or not scid or mc.peer.hex() not in \
+                    self.node.peers:
+                continue
+            reserve_msat = c.params.remote.channel_reserve_sat * 1000
+            spendable = max(mc.channel.local_balance_msat - reserve_msat, 0)
+            hops.append(pathfind.FirstHop(mc.peer, scid, c.params.funding_sat * 1000, spendable))
+            by_scid[scid] = mc
+        return hops, by_scid
+
+    def query_route(self, q: RouteQuery) -> pathfind.Route:
+        """QueryRoutes: the best route now (no block padding, as lnd), or ``pathfind.NoRouteError``."""
+        graph = self.graph
+        excluded: set[int | tuple[int, int] | bytes] = set(q.excluded)
+        excluded |= last_hop_exclusions(graph, q.destination, q.last_hop)
+        for a, b in q.ignored_pairs:
+            excluded |= {(p.short_channel_id, p.direction) for p in graph.outgoing(a) if p.target == b}
+        ours = q.source is None or q.source == self.source
+        first_hops = None
+        if ours:
+            first_hops = [fh for fh in self.first_hops()[0]
+                          if not q.outgoing_chan_ids or fh.short_channel_id in q.outgoing_chan_ids]
+        return pathfind.find_route(
+            graph, self.source if q.source is None else q.source, q.destination, q.amount_msat,
+            final_cltv_delta=q.final_cltv_delta, max_fee_msat=q.fee_limit_msat,
+            max_cltv=q.cltv_limit or pathfind.DEFAULT_MAX_CLTV, route_hints=q.route_hints,
+            scorer=self.scorer if q.use_mission_control else None, excluded=excluded, now=self.node.clock(),
+            current_height=self.node.tip_height, first_hops=first_hops)
+
+    def new_lifecycle(self, intent: PaymentIntent) -> PaymentLifecycle:
+        return PaymentLifecycle(intent, self.source, self.graph, self.scorer, self.node.clock())
 
     async def send(self, intent: PaymentIntent) -> tuple[Payment, trio.MemoryReceiveChannel[Payment]]:
-        """Start paying: the payment as it stands once its HTLC is offered (or FAILED) and its update stream.
+        """Start paying: the payment once its first HTLCs are offered (or it FAILED) and its update stream.
 
         Raises ``payments.PaymentExists`` if this hash is paid or being paid.
         """
         self.store.init_payment(intent.payment_hash, intent.amount_msat, intent.destination, intent.payment_request,
                                 self._now_ns())
         recv = self.updates.subscribe(intent.payment_hash)
+        events_send, events_recv = trio.open_memory_channel[_Outcome](math.inf)
+        self._drivers[intent.payment_hash] = events_send
+        lc = self.new_lifecycle(intent)
+        shards: dict[int, int] = {}  # attempt id -> shard id
         try:
-            await self._offer(intent)
-        except NoRoute as e:
-            log.info("payment %s failed before any HTLC: %s", intent.payment_hash.hex(), e.message)
-            self._publish(self.store.fail_payment(intent.payment_hash, e.reason))
+            done = await self._advance(lc, shards)
         except Exception:
+            self._drivers.pop(intent.payment_hash, None)
             payment = self.store.get(intent.payment_hash)
-            if payment is not None:  # fail it unless its HTLC did reach the channel
+            if payment is not None:  # fail it unless an HTLC did reach a channel
                 self._settle_books(payment, "offering the HTLC failed")
                 self._publish(self.store.get(intent.payment_hash) or payment)
             recv.close()
             raise
+        if done:
+            self._drivers.pop(intent.payment_hash, None)
+        else:
+            self.node.spawn(self._drive, lc, events_recv, shards)
         payment = self.store.get(intent.payment_hash)
         assert payment is not None
         return payment, recv
 
-    def _via_hints(self, intent: PaymentIntent) -> list[tuple[ManagedChannel, RouteHintHop]]:
-        """Channels to a peer that an invoice's single-hop route hint names as the payee's neighbour."""
-        node = self.node
-        out = []
-        for hint_route in intent.route_hints:
-            if len(hint_route) != 1:
-                continue  # longer hints need the channel graph (gossip): not yet
-            hint = hint_route[0]
-            for mc in node.channels.for_peer(hint.pubkey):
-                if (mc.channel.state is ChannelState.NORMAL and mc.channel.commitments is not None
-                        and mc.peer.hex() in node.peers and mc.channel.local_balance_msat > intent.amount_msat):
-                    out.append((mc, hint))
-        return sorted(out, key=lambda x: x[0].channel.local_balance_msat, reverse=True)
+    async def _advance(self, lc: PaymentLifecycle, shards: dict[int, int]) -> bool:
+        """Launch what the lifecycle asks for until it waits (False) or is finished (True, recorded)."""
+        payment_hash = lc.intent.payment_hash
+        while True:
+            first_hops, by_scid = self.first_hops()
+            decision = lc.step(self.node.clock(), self.node.tip_height, first_hops)
+            if decision is None:
+                return False
+            if isinstance(decision, Finished):
+                if decision.preimage is None:
+                    log.info("payment %s failed: %s (%s)", payment_hash.hex(), decision.reason.name, decision.message)
+                    self._publish(self.store.fail_payment(payment_hash, decision.reason))
+                return True
+            for shard in decision:
+                attempt_id = await self._launch(lc, shard, by_scid.get(shard.first_hop))
+                if attempt_id is not None:
+                    shards[attempt_id] = shard.shard_id
 
-    async def _offer(self, intent: PaymentIntent) -> None:
-        try:
-            candidates = self._candidates(intent)
-        except NoRoute:
-            hinted = self._via_hints(intent)
-            if not hinted:
-                raise
-            await self._offer_hinted(intent, hinted)
-            return
-        padding = intent.final_cltv_delta + BLOCK_PADDING
-        if intent.cltv_limit and padding > intent.cltv_limit:
-            raise NoRoute(FailureReason.NO_ROUTE, f"final CLTV delta {padding} exceeds the cltv_limit")
-        cltv = self.node.tip_height + padding
+    async def _launch(self, lc: PaymentLifecycle, shard: Shard, mc: ManagedChannel | None) -> int | None:
+        """Persist the attempt and offer its HTLC; the attempt id, or None (the lifecycle was told why)."""
+        intent = lc.intent
+        if mc is None:
+            lc.launch_failed(shard.shard_id, "channel gone")
+            return None
+        route = shard.route
+        stored = stored_route(route, intent)
         session_key = PrivateKey.generate()
-        payload = final_hop_payload(intent, cltv).encode()
-        onion = create_onion(session_key, [(intent.destination, payload)], intent.payment_hash)
-        refusals = []
-        for mc in candidates:
-            route = single_hop_route(intent, mc, cltv)
-            attempt: Attempt | None = None
+        hops = [(h.node_id, p.encode()) for h, p in zip(route.hops, shard.payloads)]
+        onion = create_onion(session_key, hops, intent.payment_hash)
+        amount, cltv = route.total_amount_msat, route.total_timelock
+        attempt: Attempt | None = None
 
-            def offer(ch: Channel, route: Route = route) -> list[Effect]:
-                nonlocal attempt
-                assert ch.commitments is not None
-                htlc_id = ch.commitments.local_next_htlc_id
-                attempt = self.store.add_attempt(intent.payment_hash, route, session_key.to_bytes(), ch.channel_id,
-                                                 htlc_id, self._now_ns())
-                try:
-                    return [*ch.add_htlc(intent.amount_msat, intent.payment_hash, cltv, onion), *ch.sign()]
-                except ChannelError:
-                    self.store.forget_attempt(attempt.attempt_id)
-                    raise
-
+        def offer(ch: Channel) -> list[Effect]:
+            nonlocal attempt
+            assert ch.commitments is not None
+            attempt = self.store.add_attempt(intent.payment_hash, stored, session_key.to_bytes(), ch.channel_id,
+                                             ch.commitments.local_next_htlc_id, self._now_ns())
             try:
-                await self.node.channels.command(mc, offer)
-            except ChannelError as e:
-                refusals.append(e.reason)
-                log.info("channel %s refused the HTLC: %s", mc.channel_id.hex(), e.reason)
-                continue
-            assert attempt is not None
-            log.info("payment %s: HTLC %d offered on %s (%d msat, cltv %d)", intent.payment_hash.hex(),
-                     attempt.htlc_id, mc.channel_id.hex(), intent.amount_msat, cltv)
-            payment = self.store.get(intent.payment_hash)
-            assert payment is not None
-            self._publish(payment)
-            return
-        raise NoRoute(FailureReason.INSUFFICIENT_BALANCE, "; ".join(refusals) or "no channel took the HTLC")
+                return [*ch.add_htlc(amount, intent.payment_hash, cltv, onion), *ch.sign()]
+            except ChannelError:
+                self.store.forget_attempt(attempt.attempt_id)
+                raise
 
-    async def _offer_hinted(self, intent: PaymentIntent, hinted: list[tuple[ManagedChannel, RouteHintHop]]) -> None:
-        """Pay through the payee's neighbour named in a route hint (a two-hop route)."""
-        cltv = self.node.tip_height + intent.final_cltv_delta + BLOCK_PADDING
-        refusals = []
-        for mc, hint in hinted:
-            route, hops, amount, first_cltv = hinted_route(intent, mc, hint, cltv)
-            if intent.cltv_limit and first_cltv - self.node.tip_height > intent.cltv_limit:
-                refusals.append("route exceeds the cltv_limit")
-                continue
-            session_key = PrivateKey.generate()
-            onion = create_onion(session_key, hops, intent.payment_hash)
-            attempt: Attempt | None = None
+        try:
+            await self.node.channels.command(mc, offer)
+        except ChannelError as e:
+            log.info("channel %s refused the HTLC: %s", mc.channel_id.hex(), e.reason)
+            lc.launch_failed(shard.shard_id, e.reason)
+            return None
+        assert attempt is not None
+        log.info("payment %s: HTLC %d offered on %s (%d msat incl. %d fee, cltv %d, %d hops)",
+                 intent.payment_hash.hex(), attempt.htlc_id, mc.channel_id.hex(), amount, route.total_fee_msat, cltv,
+                 len(route.hops))
+        payment = self.store.get(intent.payment_hash)
+        assert payment is not None
+        self._publish(payment)
+        return attempt.attempt_id
 
-            def offer(ch: Channel, route: Route = route, amount: int = amount, first_cltv: int = first_cltv,
-                      onion: bytes = onion, session_key: PrivateKey = session_key) -> list[Effect]:
-                nonlocal attempt
-                assert ch.commitments is not None
-                attempt = self.store.add_attempt(intent.payment_hash, route, session_key.to_bytes(), ch.channel_id,
-                                                 ch.commitments.local_next_htlc_id, self._now_ns())
-                try:
-                    return [*ch.add_htlc(amount, intent.payment_hash, first_cltv, onion), *ch.sign()]
-                except ChannelError:
-                    self.store.forget_attempt(attempt.attempt_id)
-                    raise
-
-            try:
-                await self.node.channels.command(mc, offer)
-            except ChannelError as e:
-                refusals.append(e.reason)
-                continue
-            assert attempt is not None
-            log.info("payment %s: HTLC %d offered on %s via %s (%d msat incl. %d fee, cltv %d)",
-                     intent.payment_hash.hex(), attempt.htlc_id, mc.channel_id.hex(), hint.pubkey.hex(), amount,
-                     amount - intent.amount_msat, first_cltv)
-            payment = self.store.get(intent.payment_hash)
-            assert payment is not None
-            self._publish(payment)
-            return
-        raise NoRoute(FailureReason.NO_ROUTE, "; ".join(refusals) or "no usable route hint")
+    async def _drive(self, lc: PaymentLifecycle, events: trio.MemoryReceiveChannel[_Outcome],
+                     shards: dict[int, int]) -> None:
+        """The rest of a payment's life: outcomes in, retries out, until it is decided."""
+        payment_hash = lc.intent.payment_hash
+        try:
+            while True:
+                now = self.node.clock()
+                wait = lc.deadline - now if now < lc.deadline else math.inf
+                outcome = None
+                with trio.move_on_after(wait):
+                    outcome = await events.receive()
+                if outcome is not None:
+                    attempt_id, preimage, failure = outcome
+                    shard_id = shards.pop(attempt_id, None)
+                    if shard_id is not None:
+                        if preimage is not None:
+                            lc.shard_succeeded(shard_id, preimage, self.node.clock())
+                        elif failure is not None:
+                            lc.shard_failed(shard_id, failure.source_index, failure.code, self.node.clock(),
+                                            message=failure.message)
+                if await self._advance(lc, shards):
+                    return
+        finally:
+            self._drivers.pop(payment_hash, None)
 
     # --- outcomes (called inside the channel manager's lock: no channel commands here) -------------------
 
@@ -411,18 +390,27 @@ class Payer:
         if attempt is None or attempt.status is not AttemptStatus.IN_FLIGHT:
             return  # not ours (a forward) or a retransmission after a reconnection
         now = self._now_ns()
+        driver = self._drivers.get(attempt.payment_hash)
         if isinstance(event, HtlcFulfilled):
             if sha256(event.payment_preimage) != attempt.payment_hash:  # the channel checked it already
                 log.error("preimage for HTLC %d does not match its payment hash", event.htlc_id)
                 return
             payment = self.store.settle_attempt(attempt.attempt_id, event.payment_preimage, now)
-            log.info("payment %s succeeded", attempt.payment_hash.hex())
+            log.info("payment %s: attempt %d succeeded", attempt.payment_hash.hex(), attempt.attempt_id)
+            if driver is not None:
+                driver.send_nowait((attempt.attempt_id, event.payment_preimage, None))
         else:
             failure = decode_htlc_failure(attempt, event)
             self.store.fail_attempt(attempt.attempt_id, failure, now)
-            payment = self.store.fail_payment(attempt.payment_hash, failure_reason_for(failure))
-            log.info("payment %s failed: %s (from hop %d)", attempt.payment_hash.hex(), failure.message or failure.code,
-                     failure.source_index)
+            log.info("payment %s: attempt %d failed: %s (from hop %d)", attempt.payment_hash.hex(),
+                     attempt.attempt_id, failure.message or failure.code, failure.source_index)
+            payment = self.store.get(attempt.payment_hash) or self.store.fail_payment(attempt.payment_hash,
+                                                                                      FailureReason.ERROR)
+            if driver is not None:
+                driver.send_nowait((attempt.attempt_id, None, failure))
+            elif not any(a.status is AttemptStatus.IN_FLIGHT for a in payment.attempts):
+                # No driver (the node restarted since): no retries, the payment ends with its last attempt.
+                payment = self.store.fail_payment(attempt.payment_hash, failure_reason_for(failure))
         self._publish(payment)
 
     def reconcile(self) -> None:
@@ -452,5 +440,4 @@ class Payer:
             self.store.fail_attempt(attempt.attempt_id, AttemptFailure(UNREADABLE_FAILURE, 0, reason), self._now_ns())
         if not pending:
             self.store.fail_payment(payment.payment_hash, FailureReason.ERROR)
-            log.info("payment %s marked FAILED: no HTLC in flight (%s)", payment.payment_hash.hex(), why)
-
+            log.info("payment %s settled: no HTLC in flight (%s)", payment.payment_hash.hex(), why)

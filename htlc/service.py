@@ -16,7 +16,7 @@ cancelled client frees its thread.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -34,7 +34,7 @@ from proto import router_pb2_grpc as router_grpc
 
 from .failure import FailureCode
 from .forwarding import ForwardingEvent
-from .invoice import Invoice, InvoiceError, decode_invoice, invoice_prefix, is_expired
+from .invoice import Invoice, InvoiceError, RouteHintHop, decode_invoice, invoice_prefix, is_expired
 from .invoices import (
     DuplicateInvoice,
     InvoiceHtlc,
@@ -52,7 +52,9 @@ from .payments import (
     Route,
 )
 from .policy import DEFAULT_FEE_BASE_MSAT, DEFAULT_FEE_PPM, route_hints_to_us
-from .send import DEFAULT_FINAL_CLTV_DELTA, KEYSEND_RECORD, PaymentIntent
+from .lifecycle import DEFAULT_MAX_PARTS, DEFAULT_TIMEOUT_S
+from .pathfind import NoRouteError
+from .send import DEFAULT_FINAL_CLTV_DELTA, KEYSEND_RECORD, PaymentIntent, RouteQuery, stored_route
 
 if TYPE_CHECKING:
     from .node import PaymentNode
@@ -84,6 +86,7 @@ PAYMENT_PERMISSIONS: dict[str, set[str]] = {
     _LN + "ListPayments": {"offchain:read"},
     _LN + "FeeReport": {"offchain:read"},
     _LN + "ForwardingHistory": {"offchain:read"},
+    _LN + "QueryRoutes": {"offchain:read"},
     _ROUTER + "SendPaymentV2": {"offchain:write"},
     _ROUTER + "TrackPaymentV2": {"offchain:read"},
     _ROUTER + "EstimateRouteFee": {"offchain:read"},
@@ -136,6 +139,21 @@ def invoice_to_pb(r: InvoiceRecord) -> ln.Invoice:
         amt_paid_msat=r.amt_paid_msat, state=r.state.name, htlcs=[_invoice_htlc_to_pb(h) for h in r.htlcs],
         features=feature_bits_to_pb(r.features), is_keysend=r.is_keysend, payment_addr=r.payment_secret,
     )
+
+
+def route_hints_from_pb(hints: Iterable[ln.RouteHint]) -> tuple[tuple[RouteHintHop, ...], ...]:
+    """lnd's ``RouteHint`` messages as BOLT 11 route hints (bad keys: INVALID_ARGUMENT)."""
+    try:
+        return tuple(tuple(RouteHintHop(bytes.fromhex(h.node_id), h.chan_id, h.fee_base_msat,
+                                        h.fee_proportional_millionths, h.cltv_expiry_delta) for h in hint.hop_hints)
+                     for hint in hints if hint.hop_hints)
+    except (ValueError, InvoiceError) as e:
+        raise invalid(f"invalid route hint: {e}") from None
+
+
+def default_fee_limit_msat(amount_msat: int) -> int:
+    """lnd's ``DefaultRoutingFeeLimitForAmount``: 100% up to 1,000 sat, 5% above."""
+    return amount_msat if amount_msat <= 1_000_000 else amount_msat * 5 // 100
 
 
 def pay_req_to_pb(inv: Invoice) -> ln.PayReq:
@@ -397,6 +415,46 @@ class PaymentLightningMixin(LightningServicer, _Streams):
             )
         return self.run(context, fn)
 
+    def QueryRoutes(self, request: ln.QueryRoutesRequest, context: grpc.ServicerContext) -> ln.QueryRoutesResponse:
+        async def fn() -> ln.QueryRoutesResponse:
+            r = request
+            try:
+                dest = bytes.fromhex(r.pub_key)
+                source = bytes.fromhex(r.source_pub_key) if r.source_pub_key else None
+                ignored: list[bytes | int | tuple[int, int]] = [bytes(n) for n in r.ignored_nodes]
+                pairs = [(bytes(getattr(p, "from")), bytes(p.to)) for p in r.ignored_pairs]
+            except ValueError:
+                raise invalid("pub_key and source_pub_key must be hex public keys") from None
+            if len(dest) != 33 or (source is not None and len(source) != 33):
+                raise invalid("invalid vertex length, want 33")
+            if r.amt and r.amt_msat:
+                raise invalid("amt and amt_msat are mutually exclusive")
+            amount = r.amt * 1000 if r.amt else r.amt_msat
+            if amount <= 0:
+                raise invalid("amount must be greater than zero")
+            limit = r.fee_limit
+            kind = limit.WhichOneof("limit")
+            fee_limit = (limit.fixed * 1000 if kind == "fixed" else limit.fixed_msat if kind == "fixed_msat"
+                         else amount * limit.percent // 100 if kind == "percent" else default_fee_limit_msat(amount))
+            ignored += [(e.channel_id, int(e.direction_reverse)) for e in r.ignored_edges]
+            records = tuple(sorted((int(t), bytes(v)) for t, v in r.dest_custom_records.items()))
+            if any(t < 65536 for t, _ in records):
+                raise invalid("no custom records with types below 65536 allowed")
+            query = RouteQuery(
+                destination=dest, amount_msat=amount, final_cltv_delta=r.final_cltv_delta or DEFAULT_FINAL_CLTV_DELTA,
+                fee_limit_msat=fee_limit, excluded=tuple(ignored), ignored_pairs=tuple(pairs), source=source,
+                cltv_limit=r.cltv_limit, last_hop=bytes(r.last_hop_pubkey) or None,
+                route_hints=route_hints_from_pb(r.route_hints), outgoing_chan_ids=tuple(r.outgoing_chan_ids),
+                use_mission_control=r.use_mission_control)
+            try:
+                route = self.node.payer.query_route(query)
+            except NoRouteError as e:
+                raise LnRpcError(grpc.StatusCode.UNKNOWN, f"unable to find a path to destination: {e.reason}") from None
+            intent = PaymentIntent(destination=dest, amount_msat=amount, payment_hash=bytes(32), custom_records=records)
+            return ln.QueryRoutesResponse(routes=[_route_to_pb(stored_route(route, intent))],
+                                          success_prob=route.probability)
+        return self.run(context, fn)
+
     def FeeReport(self, request: ln.FeeReportRequest, context: grpc.ServicerContext) -> ln.FeeReportResponse:
         async def fn() -> ln.FeeReportResponse:
             fees = []
@@ -507,11 +565,22 @@ class RouterServicer(router_grpc.RouterServicer, _Streams):
             raise invalid("amount must be greater than zero")
         if destination.hex() == node.identity_pubkey:
             raise invalid("self-payments are not supported")
+        if not r.payment_request and r.route_hints:
+            hints = route_hints_from_pb(r.route_hints)
+        if r.fee_limit_sat and r.fee_limit_msat:
+            raise invalid("sat and msat arguments are mutually exclusive")
+        fee_limit = r.fee_limit_sat * 1000 if r.fee_limit_sat else r.fee_limit_msat
+        if fee_limit < 0 or r.timeout_seconds < 0 or r.cltv_limit < 0:
+            raise invalid("fee_limit, timeout_seconds and cltv_limit must not be negative")
+        last_hop = bytes(r.last_hop_pubkey) or None
+        if last_hop is not None and len(last_hop) != 33:
+            raise invalid(f"invalid vertex length of {len(last_hop)}, want 33")
         return PaymentIntent(
             destination=destination, amount_msat=amount, payment_hash=payment_hash, final_cltv_delta=final_delta,
             payment_secret=secret, keysend_preimage=keysend, payment_request=r.payment_request.strip(),
             custom_records=custom, outgoing_chan_ids=tuple(r.outgoing_chan_ids), cltv_limit=r.cltv_limit,
-            route_hints=hints,
+            route_hints=hints, fee_limit_msat=fee_limit, timeout_s=float(r.timeout_seconds or DEFAULT_TIMEOUT_S),
+            max_parts=r.max_parts or DEFAULT_MAX_PARTS, last_hop=last_hop,
         )
 
     def SendPaymentV2(self, request: router_pb.SendPaymentRequest,
