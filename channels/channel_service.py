@@ -122,7 +122,7 @@ class ChannelLightningServicer(LightningServicer):
             feerate_per_kw = max(await node.chain.estimate_fee_sat_kvb(request.target_conf or 6) // 4, 253)
         try:
             mc = await node.channels.open_channel(pubkey, request.local_funding_amount, request.push_sat * 1000,
-                                                  feerate_per_kw)
+                                                  feerate_per_kw, announce=not request.private)
         except ChannelError as e:
             raise LnRpcError(grpc.StatusCode.FAILED_PRECONDITION, e.reason) from None
         send, recv = trio.open_memory_channel[Any](100)
@@ -178,7 +178,7 @@ class ChannelLightningServicer(LightningServicer):
             remote_pubkey=mc.peer.hex(), channel_point=_channel_point(mc), chan_id=ch.short_channel_id or 0,
             capacity=p.funding_sat, local_balance=local, remote_balance=remote, commit_fee=fee, commit_weight=weight,
             fee_per_kw=spec.feerate_per_kw, num_updates=c.local_commit.index, pending_htlcs=pending,
-            csv_delay=p.remote.to_self_delay, private=True, initiator=ch.is_funder,
+            csv_delay=p.remote.to_self_delay, private=not ch.config.announce_channel, initiator=ch.is_funder,
             chan_status_flags="ChanStatusDefault", local_chan_reserve_sat=p.remote.channel_reserve_sat,
             remote_chan_reserve_sat=p.local.channel_reserve_sat, static_remote_key=True,
             commitment_type=_commitment_type(mc),
@@ -208,7 +208,7 @@ class ChannelLightningServicer(LightningServicer):
             remote_node_pub=mc.peer.hex(), channel_point=_channel_point(mc), capacity=c.params.funding_sat,
             local_balance=local, remote_balance=remote,
             initiator=ln.INITIATOR_LOCAL if mc.channel.is_funder else ln.INITIATOR_REMOTE,
-            commitment_type=_commitment_type(mc), private=True,
+            commitment_type=_commitment_type(mc), private=not mc.channel.config.announce_channel,
         )
 
     def PendingChannels(self, request: ln.PendingChannelsRequest, context: grpc.ServicerContext) -> ln.PendingChannelsResponse:

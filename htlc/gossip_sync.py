@@ -219,6 +219,11 @@ class GossipStore:
     def node_announcement(self, node_id: bytes) -> NodeAnnouncement | None:
         return self._nodes.get(node_id)
 
+    def capacity_sat(self, short_channel_id: int) -> int | None:
+        """The funding output's amount, as found when the announcement was checked."""
+        ch = self._channels.get(short_channel_id)
+        return None if ch is None else ch.capacity_sat
+
     def is_spent(self, short_channel_id: int) -> bool:
         ch = self._channels.get(short_channel_id)
         return ch is not None and ch.spent_height is not None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from typing import Any
 
 import trio
@@ -34,6 +35,7 @@ from channels.effects import SendMessage
 
 from . import gossip as _gossip  # noqa: F401  (registers the BOLT 7 messages: a peer's gossip is decoded, not an unknown even type)
 from .graph import ChannelGraph
+from .gossip_node import DEFAULT_TRICKLE_S, GossipNode
 from .forwarding import AlreadyForwarded, FailBack, Forward, Forwarder, GoOnChain, NotForwarding, Settle, peel_onion
 from .invoice import invoice_prefix
 from .policy import outgoing_channels
@@ -57,10 +59,13 @@ class PaymentNode(ChannelNode):
     invoice_updates: Watchers[bytes | None, InvoiceRecord]
     #: The public channel graph (BOLT 7), kept up to date by gossip; pathfinding reads it.
     graph: ChannelGraph
+    #: BOLT 7 gossip: fills and keeps `graph`, announces our public channels, holds our forwarding policy.
+    gossip: GossipNode
 
     def setup(self) -> None:
         super().setup()
         self.graph = ChannelGraph()
+        self.gossip = GossipNode(self, self.graph, float(os.environ.get("CANAL_GOSSIP_TRICKLE_S", DEFAULT_TRICKLE_S)))
         self.invoices = InvoiceRegistry(self.datadir / "invoices.sqlite", self.node_key, invoice_prefix(self.params))
         self.payments = PaymentStore(self.datadir / "payments.sqlite")
         self.payer = Payer(self, self.payments)
@@ -85,7 +90,9 @@ class PaymentNode(ChannelNode):
     def servicer_class(self) -> type[Any]:
         from .service import payment_servicer_class
 
-        return payment_servicer_class(super().servicer_class())
+        from .graph_service import graph_servicer_class
+
+        return graph_servicer_class(payment_servicer_class(super().servicer_class()))
 
     def register_services(self, server: Any) -> None:
         super().register_services(server)
@@ -96,12 +103,15 @@ class PaymentNode(ChannelNode):
     def permissions(self) -> dict[str, set[str]]:
         from .service import PAYMENT_PERMISSIONS
 
-        return {**super().permissions(), **PAYMENT_PERMISSIONS}
+        from .graph_service import GRAPH_PERMISSIONS
+
+        return {**super().permissions(), **PAYMENT_PERMISSIONS, **GRAPH_PERMISSIONS}
 
     async def started(self) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._resolve_incoming)
             nursery.start_soon(self._resolve_upstream)
+            nursery.start_soon(self.gossip.run)
             self._requeue_unresolved()
             await super().started()
 
@@ -236,7 +246,8 @@ class PaymentNode(ChannelNode):
 
     async def _forward(self, mc: ManagedChannel, htlc: IncomingHtlc) -> bool:
         """Forward, fail or replay an HTLC for another node; False when it is for us (the final hop)."""
-        view = outgoing_channels(list(self.channels.channels.values()), set(self.peers))
+        view = outgoing_channels(list(self.channels.channels.values()), set(self.peers), self.gossip.policies,
+                                 self.gossip.channel_update_bytes)
         decision = self.forwarder.on_incoming(htlc, peel_onion(self.node_key, htlc), self.tip_height, view)
         if isinstance(decision, NotForwarding):
             return False

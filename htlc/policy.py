@@ -1,11 +1,17 @@
-"""The forwarding policy of this node's channels (until `updatechanpolicy` and gossip carry real ones).
+"""The forwarding policy of this node's channels: what the forwarder enforces and our channel_updates announce.
 
-Every Canal node applies these defaults to the HTLCs it forwards, and puts them in the
-route hints of its invoices, so a payer reaching us through a private channel pays
-exactly what our peer will ask (lnd's defaults: 1 sat base, 1 ppm, 80 blocks).
+Every channel starts with lnd's defaults (1 sat base, 1 ppm, 80 blocks, 1 msat
+minimum, the capacity as maximum). ``UpdateChannelPolicy`` changes them for all
+channels (the default for new ones too) or for one channel point; a
+:class:`PolicyBook` holds the result, and :mod:`htlc.graph_store` keeps it on
+disk. The forwarder (:func:`outgoing_channels`), FeeReport and our
+``channel_update`` messages all read the same book.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from channels.manager import ManagedChannel
 from channels.state import ChannelState
@@ -13,16 +19,93 @@ from channels.state import ChannelState
 from .forwarding import ChannelPolicy, OutgoingChannel
 from .invoice import RouteHintHop
 
-__all__ = ["DEFAULT_FEE_BASE_MSAT", "DEFAULT_FEE_PPM", "DEFAULT_CLTV_EXPIRY_DELTA", "default_policy",
-           "outgoing_channels", "route_hints_to_us"]
+__all__ = ["DEFAULT_FEE_BASE_MSAT", "DEFAULT_FEE_PPM", "DEFAULT_CLTV_EXPIRY_DELTA", "MIN_CLTV_EXPIRY_DELTA",
+           "ForwardingPolicy", "PolicyBook", "PolicyError", "channel_point_of", "default_policy",
+           "outgoing_channels", "replace_fields", "route_hints_to_us"]
 
 DEFAULT_FEE_BASE_MSAT = 1000
 DEFAULT_FEE_PPM = 1
 DEFAULT_CLTV_EXPIRY_DELTA = 80
+MIN_CLTV_EXPIRY_DELTA = 18
+"""lnd refuses a smaller time_lock_delta ("time lock delta of N is too small, minimum supported is 18")."""
+
+
+class PolicyError(ValueError):
+    """A policy update lnd would refuse (the message says why)."""
+
+
+@dataclass(frozen=True)
+class ForwardingPolicy:
+    """Our policy for one channel; ``max_htlc_msat`` None means the channel's capacity."""
+
+    fee_base_msat: int = DEFAULT_FEE_BASE_MSAT
+    fee_rate_ppm: int = DEFAULT_FEE_PPM
+    time_lock_delta: int = DEFAULT_CLTV_EXPIRY_DELTA
+    min_htlc_msat: int = 1
+    max_htlc_msat: int | None = None
+
+    def check(self) -> None:
+        if not 0 <= self.fee_base_msat < 1 << 32:
+            raise PolicyError(f"base fee {self.fee_base_msat} msat is out of range")
+        if not 0 <= self.fee_rate_ppm < 1 << 32:
+            raise PolicyError(f"fee rate {self.fee_rate_ppm} ppm is out of range")
+        if self.time_lock_delta < MIN_CLTV_EXPIRY_DELTA or self.time_lock_delta >= 1 << 16:
+            raise PolicyError(f"time lock delta of {self.time_lock_delta} is too small, minimum supported is "
+                              f"{MIN_CLTV_EXPIRY_DELTA}" if self.time_lock_delta < MIN_CLTV_EXPIRY_DELTA
+                              else f"time lock delta of {self.time_lock_delta} is too large")
+        if not 0 <= self.min_htlc_msat < 1 << 64:
+            raise PolicyError(f"min_htlc_msat {self.min_htlc_msat} is out of range")
+        if self.max_htlc_msat is not None and not self.min_htlc_msat <= self.max_htlc_msat < 1 << 64:
+            raise PolicyError(f"max_htlc_msat {self.max_htlc_msat} is below min_htlc_msat {self.min_htlc_msat}")
+
+    def for_capacity(self, capacity_sat: int) -> ChannelPolicy:
+        """The forwarder's view for a channel of ``capacity_sat`` (the maximum is capped at the capacity)."""
+        cap = capacity_sat * 1000
+        maximum = cap if self.max_htlc_msat is None else min(self.max_htlc_msat, cap)
+        return ChannelPolicy(self.fee_base_msat, self.fee_rate_ppm, self.time_lock_delta,
+                             min(self.min_htlc_msat, maximum), maximum)
+
+    def to_row(self) -> tuple[int, int, int, int, int | None]:
+        return (self.fee_base_msat, self.fee_rate_ppm, self.time_lock_delta, self.min_htlc_msat, self.max_htlc_msat)
+
+
+class PolicyBook:
+    """The default policy and per-channel ones (keyed by channel point ``txid:index``)."""
+
+    def __init__(self, default: ForwardingPolicy | None = None,
+                 channels: dict[str, ForwardingPolicy] | None = None) -> None:
+        self.default = default or ForwardingPolicy()
+        self.channels: dict[str, ForwardingPolicy] = dict(channels or {})
+
+    def policy(self, channel_point: str) -> ForwardingPolicy:
+        return self.channels.get(channel_point, self.default)
+
+    def update(self, channel_points: list[str], change: Callable[[ForwardingPolicy], ForwardingPolicy],
+               everything: bool = False) -> dict[str, ForwardingPolicy]:
+        """Apply ``change`` to each named channel (and to the default when ``everything``); returns the changed.
+
+        Every new policy is checked before any is stored (:class:`PolicyError`), so a refused update changes nothing.
+        """
+        new = {cp: change(self.policy(cp)) for cp in channel_points}
+        default = change(self.default) if everything else None
+        for p in [*new.values(), *([default] if default else [])]:
+            p.check()
+        if default is not None:
+            self.default = default
+        self.channels.update(new)
+        return new
 
 
 def default_policy(capacity_sat: int) -> ChannelPolicy:
-    return ChannelPolicy(DEFAULT_FEE_BASE_MSAT, DEFAULT_FEE_PPM, DEFAULT_CLTV_EXPIRY_DELTA, 1, capacity_sat * 1000)
+    return ForwardingPolicy().for_capacity(capacity_sat)
+
+
+def channel_point_of(mc: ManagedChannel) -> str:
+    c = mc.channel.commitments
+    if c is None:
+        return ""
+    op = c.params.funding_outpoint
+    return f"{op.txid[::-1].hex()}:{op.index}"
 
 
 def _usable(mc: ManagedChannel) -> bool:
@@ -30,8 +113,10 @@ def _usable(mc: ManagedChannel) -> bool:
         mc.channel.short_channel_id)
 
 
-def outgoing_channels(channels: list[ManagedChannel], online: set[str]) -> list[OutgoingChannel]:
-    """Our channels as the forwarder sees them: policy, liveness and what we can still send."""
+def outgoing_channels(channels: list[ManagedChannel], online: set[str], policies: PolicyBook | None = None,
+                      channel_update: Callable[[int], bytes] | None = None) -> list[OutgoingChannel]:
+    """Our channels as the forwarder sees them: policy, liveness, what we can still send, our channel_update."""
+    book = policies or PolicyBook()
     out = []
     for mc in channels:
         if not _usable(mc):
@@ -39,10 +124,12 @@ def outgoing_channels(channels: list[ManagedChannel], online: set[str]) -> list[
         c = mc.channel.commitments
         assert c is not None and mc.channel.short_channel_id is not None
         reserve_msat = c.params.remote.channel_reserve_sat * 1000
+        scid = mc.channel.short_channel_id
         out.append(OutgoingChannel(
-            short_channel_id=mc.channel.short_channel_id, channel_id=mc.channel_id, node_id=mc.peer,
+            short_channel_id=scid, channel_id=mc.channel_id, node_id=mc.peer,
             is_active=mc.peer.hex() in online, available_msat=max(mc.channel.local_balance_msat - reserve_msat, 0),
-            policy=default_policy(c.params.funding_sat),
+            policy=book.policy(channel_point_of(mc)).for_capacity(c.params.funding_sat),
+            channel_update=b"" if channel_update is None else channel_update(scid),
         ))
     return out
 
@@ -54,3 +141,8 @@ def route_hints_to_us(channels: list[ManagedChannel]) -> tuple[tuple[RouteHintHo
                       DEFAULT_CLTV_EXPIRY_DELTA),)
         for mc in channels if _usable(mc)
     )
+
+
+def replace_fields(policy: ForwardingPolicy, **fields: int | None) -> ForwardingPolicy:
+    """``policy`` with the given fields replaced (None values are left unchanged)."""
+    return replace(policy, **{k: v for k, v in fields.items() if v is not None})

@@ -1,0 +1,99 @@
+"""`canal ln` graph commands: describegraph, getchaninfo, getnodeinfo, getnetworkinfo, updatechanpolicy
+(lncli's names, flags and JSON output)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from proto import lightning_pb2 as ln
+
+from .ln_cli import Command
+from .ln_payments import to_lncli_json
+
+__all__ = ["GRAPH_COMMANDS"]
+
+
+def _describegraph(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--include_unannounced", action="store_true",
+                   help="include unannounced channels (private ones and public ones not yet announced)")
+
+
+def _getchaninfo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("chan_id_arg", nargs="?", type=int, metavar="chan_id")
+    p.add_argument("--chan_id", type=int, default=0, help="the 8-byte compact channel ID")
+    p.add_argument("--chan_point", default="", help="the channel point (funding_txid:output_index)")
+
+
+def _getchaninfo_run(stub: Any, a: argparse.Namespace) -> Any:
+    chan_id = a.chan_id or a.chan_id_arg or 0
+    if not chan_id and not a.chan_point:
+        raise SystemExit("[lncli] chan_id or chan_point argument missing")
+    return to_lncli_json(stub.GetChanInfo(ln.ChanInfoRequest(chan_id=chan_id, chan_point=a.chan_point)))
+
+
+def _getnodeinfo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pub_key_arg", nargs="?", metavar="pub_key")
+    p.add_argument("--pub_key", default="", help="the 33-byte hex-encoded compressed public key of the node")
+    p.add_argument("--include_channels", action="store_true", help="include the node's channels")
+
+
+def _getnodeinfo_run(stub: Any, a: argparse.Namespace) -> Any:
+    pub_key = a.pub_key or a.pub_key_arg
+    if not pub_key:
+        raise SystemExit("[lncli] pub_key argument missing")
+    return to_lncli_json(stub.GetNodeInfo(ln.NodeInfoRequest(pub_key=pub_key, include_channels=a.include_channels)))
+
+
+def _updatechanpolicy(p: argparse.ArgumentParser) -> None:
+    p.add_argument("positional", nargs="*", metavar="base_fee_msat fee_rate time_lock_delta [channel_point]")
+    p.add_argument("--base_fee_msat", type=int, help="the base fee in milli-satoshis")
+    p.add_argument("--fee_rate", type=float, help="the fee rate (decimal, e.g. 0.000001 for 1 ppm)")
+    p.add_argument("--fee_rate_ppm", type=int, help="the fee rate in parts per million")
+    p.add_argument("--time_lock_delta", type=int, help="the CLTV delta for HTLCs forwarded over the channel")
+    p.add_argument("--min_htlc_msat", type=int, help="the minimum HTLC (unchanged if not given)")
+    p.add_argument("--max_htlc_msat", type=int, default=0, help="the maximum HTLC (0: unchanged)")
+    p.add_argument("--chan_point", default="", help="the channel to update (txid:index); all channels if absent")
+
+
+def _updatechanpolicy_run(stub: Any, a: argparse.Namespace) -> Any:
+    pos = list(a.positional)
+    base_fee = a.base_fee_msat if a.base_fee_msat is not None else (int(pos.pop(0)) if pos else None)
+    fee_rate = a.fee_rate
+    if fee_rate is None and a.fee_rate_ppm is None and pos:
+        fee_rate = float(pos.pop(0))
+    delta = a.time_lock_delta if a.time_lock_delta is not None else (int(pos.pop(0)) if pos else None)
+    chan_point = a.chan_point or (pos.pop(0) if pos else "")
+    if base_fee is None:
+        raise SystemExit("[lncli] base_fee_msat argument missing")
+    if fee_rate is None and a.fee_rate_ppm is None:
+        raise SystemExit("[lncli] fee_rate or fee_rate_ppm argument missing")
+    if fee_rate is not None and a.fee_rate_ppm is not None:
+        raise SystemExit("[lncli] fee_rate or fee_rate_ppm can not both be set")
+    if delta is None:
+        raise SystemExit("[lncli] time_lock_delta argument missing")
+    req = ln.PolicyUpdateRequest(base_fee_msat=base_fee, fee_rate=fee_rate or 0.0, fee_rate_ppm=a.fee_rate_ppm or 0,
+                                 time_lock_delta=delta, max_htlc_msat=a.max_htlc_msat)
+    if a.min_htlc_msat is not None:
+        req.min_htlc_msat, req.min_htlc_msat_specified = a.min_htlc_msat, True
+    if chan_point:
+        txid, sep, index = chan_point.partition(":")
+        if not sep or not index.isdigit():
+            raise SystemExit("[lncli] expecting chan_point to be in format of: txid:index")
+        req.chan_point.CopyFrom(ln.ChannelPoint(funding_txid_str=txid, output_index=int(index)))
+    else:
+        setattr(req, "global", True)  # a Python keyword
+    return to_lncli_json(stub.UpdateChannelPolicy(req))
+
+
+GRAPH_COMMANDS: list[Command] = [
+    Command("describegraph", "Describe the network graph.", _describegraph,
+            lambda s, a: to_lncli_json(s.DescribeGraph(ln.ChannelGraphRequest(
+                include_unannounced=a.include_unannounced)))),
+    Command("getchaninfo", "Get the state of a channel.", _getchaninfo, _getchaninfo_run),
+    Command("getnodeinfo", "Get information on a specific node.", _getnodeinfo, _getnodeinfo_run),
+    Command("getnetworkinfo", "Get statistical information about the current state of the network.",
+            lambda p: None, lambda s, a: to_lncli_json(s.GetNetworkInfo(ln.NetworkInfoRequest()))),
+    Command("updatechanpolicy", "Update the channel policy for all channels, or a single channel.",
+            _updatechanpolicy, _updatechanpolicy_run),
+]

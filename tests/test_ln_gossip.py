@@ -1,0 +1,216 @@
+"""Integration: BOLT 7 gossip between three `canal channeld` in a line A–B–C (one regtest chaind).
+
+Public channels are announced at 6 confirmations; A learns both channels, both directions' policies
+and all three nodes; a policy change at C reaches A; A's graph survives SIGKILL; closing B–C prunes it;
+a raw peer sending bad gossip gets a warning, malformed gossip gets disconnected, the daemon lives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from base_chain.crypto import PrivateKey, PublicKey
+from base_chain.params import get_params
+from channels.peer import connect
+from channels.wire import ErrorMessage, WarningMessage
+from daemons import ChainProcess, LightningProcess, wait_for
+from htlc.gossip import ChannelUpdate
+from proto import chain_pb2 as pb
+from proto import lightning_pb2 as ln
+
+CAPACITY = 1_000_000
+
+
+def _fund(chain: ChainProcess, node: LightningProcess, sat: int) -> None:
+    addr = node.rpc.NewAddress(ln.NewAddressRequest()).address
+    chain.rpc.SendToAddress(pb.SendToAddressRequest(address=addr, amount_sat=sat, fee_rate_sat_vb=2))
+
+
+def _connect(a: LightningProcess, b: LightningProcess) -> None:
+    a.rpc.ConnectPeer(ln.ConnectPeerRequest(addr=ln.LightningAddress(
+        pubkey=b.pubkey, host=f"127.0.0.1:{b.info['listen_port']}")))
+    wait_for(lambda: any(p.pub_key == a.pubkey for p in b.rpc.ListPeers(ln.ListPeersRequest()).peers), 20, "peer")
+
+
+def _graph(node: LightningProcess) -> Any:
+    return node.rpc.DescribeGraph(ln.ChannelGraphRequest())
+
+
+def _until(get: Any, ok: Any, what: str) -> Any:
+    """Poll ``get()`` until ``ok(value)``; return that value."""
+    box: list[Any] = []
+
+    def check() -> bool:
+        box[:] = [get()]
+        return bool(ok(box[0]))
+
+    wait_for(check, 30, what)
+    return box[0]
+
+
+def _full(graph: Any, channels: int, nodes: int) -> bool:
+    return (len(graph.edges) == channels and len(graph.nodes) == nodes
+            and all(e.HasField("node1_policy") and e.HasField("node2_policy") for e in graph.edges)
+            and all(n.alias for n in graph.nodes))
+
+
+@pytest.fixture(scope="module")
+def line(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("gossip")
+    old = os.environ.get("CANAL_GOSSIP_TRICKLE_S")
+    os.environ["CANAL_GOSSIP_TRICKLE_S"] = "0.3"
+    chain = ChainProcess(tmp / "chain").start()
+    nodes: list[LightningProcess] = []
+    try:
+        nodes += [LightningProcess(tmp / n, chain, alias=n).start() for n in ("alice", "bob", "carol")]
+        chain.generate(101)
+        alice, bob, carol = nodes
+        _fund(chain, alice, 10_000_000)
+        _fund(chain, bob, 10_000_000)
+        chain.generate(1)
+        for n in (alice, bob):
+            wait_for(lambda n=n: n.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance > 0, 30, "funded")
+        _connect(alice, bob)
+        _connect(bob, carol)
+        ab = alice.rpc.OpenChannelSync(ln.OpenChannelRequest(node_pubkey=bytes.fromhex(bob.pubkey),
+                                                             local_funding_amount=CAPACITY, sat_per_vbyte=2))
+        bc = bob.rpc.OpenChannelSync(ln.OpenChannelRequest(node_pubkey=bytes.fromhex(carol.pubkey),
+                                                           local_funding_amount=CAPACITY, sat_per_vbyte=2))
+        chain.generate(6)
+        wait_for(lambda: len(bob.rpc.ListChannels(ln.ListChannelsRequest(active_only=True)).channels) == 2, 30,
+                 "both channels active")
+        yield chain, alice, bob, carol, ab, bc
+    finally:
+        for p in [*nodes, chain]:
+            p.stop()
+        if old is None:
+            os.environ.pop("CANAL_GOSSIP_TRICKLE_S", None)
+        else:
+            os.environ["CANAL_GOSSIP_TRICKLE_S"] = old
+
+
+def test_public_channels_are_gossiped_to_the_far_end(line) -> None:
+    chain, alice, bob, carol, ab, bc = line
+    assert all(not c.private for c in bob.rpc.ListChannels(ln.ListChannelsRequest()).channels)
+    graph = _until(lambda: _graph(alice), lambda g: _full(g, 2, 3), "alice's full graph")
+    assert {n.pub_key: n.alias for n in graph.nodes} == {alice.pubkey: "alice", bob.pubkey: "bob",
+                                                         carol.pubkey: "carol"}
+    carol_node = next(n for n in graph.nodes if n.pub_key == carol.pubkey)
+    assert carol_node.addresses[0].addr == f"127.0.0.1:{carol.info['listen_port']}"
+    assert carol_node.color == "#" + carol.pubkey[2:8]
+    for e in graph.edges:
+        assert e.capacity == CAPACITY and e.node1_pub < e.node2_pub
+        for p in (e.node1_policy, e.node2_policy):
+            assert (p.fee_base_msat, p.fee_rate_milli_msat, p.time_lock_delta) == (1000, 1, 80)
+            assert p.max_htlc_msat == CAPACITY * 1000 and not p.disabled
+    bc_point = f"{bytes(bc.funding_txid_bytes)[::-1].hex()}:{bc.output_index}"
+    bc_edge = next(e for e in graph.edges if e.chan_point == bc_point)
+    assert {bc_edge.node1_pub, bc_edge.node2_pub} == {bob.pubkey, carol.pubkey}
+    info = alice.rpc.GetChanInfo(ln.ChanInfoRequest(chan_id=bc_edge.channel_id, include_auth_proof=True))
+    assert info.chan_point == bc_point and len(info.auth_proof.node_sig1) >= 8
+    node = alice.rpc.GetNodeInfo(ln.NodeInfoRequest(pub_key=bob.pubkey, include_channels=True))
+    assert node.num_channels == 2 and node.total_capacity == 2 * CAPACITY and len(node.channels) == 2
+    net = alice.rpc.GetNetworkInfo(ln.NetworkInfoRequest())
+    assert (net.num_nodes, net.num_channels, net.graph_diameter, net.max_out_degree) == (3, 2, 2, 2)
+    assert net.total_network_capacity == 2 * CAPACITY and net.median_channel_size_sat == CAPACITY
+    # lncli's JSON through `canal ln`
+    out = subprocess.run([sys.executable, "-m", "canal", "ln", "--datadir", str(alice.datadir), "--json",
+                          "getchaninfo", "--chan_id", str(bc_edge.channel_id)], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["chan_point"] == bc_point
+
+
+def test_policy_update_reaches_alice(line) -> None:
+    chain, alice, bob, carol, ab, bc = line
+    req = ln.PolicyUpdateRequest(base_fee_msat=5000, fee_rate_ppm=250, time_lock_delta=40)
+    setattr(req, "global", True)
+    assert not carol.rpc.UpdateChannelPolicy(req).failed_updates
+    fees = carol.rpc.FeeReport(ln.FeeReportRequest()).channel_fees
+    assert [(f.base_fee_msat, f.fee_per_mil) for f in fees] == [(5000, 250)]
+
+    def carols_policy() -> Any:
+        for e in _graph(alice).edges:
+            if carol.pubkey in (e.node1_pub, e.node2_pub):
+                return e.node1_policy if e.node1_pub == carol.pubkey else e.node2_policy
+        return None
+
+    policy = _until(carols_policy, lambda p: p is not None and p.fee_base_msat == 5000, "carol's policy at alice")
+    assert (policy.fee_rate_milli_msat, policy.time_lock_delta) == (250, 40)
+    bad = ln.PolicyUpdateRequest(base_fee_msat=1, fee_rate_ppm=1, time_lock_delta=5)
+    setattr(bad, "global", True)
+    with pytest.raises(Exception, match="too small"):
+        carol.rpc.UpdateChannelPolicy(bad)
+    missing = ln.PolicyUpdateRequest(base_fee_msat=1, fee_rate_ppm=1, time_lock_delta=40,
+                                     chan_point=ln.ChannelPoint(funding_txid_str="00" * 32, output_index=0))
+    assert carol.rpc.UpdateChannelPolicy(missing).failed_updates[0].reason == ln.UPDATE_FAILURE_NOT_FOUND
+
+
+def test_graph_survives_sigkill(line) -> None:
+    chain, alice, bob, carol, ab, bc = line
+    alice.kill()
+    alice.start()
+    graph = _graph(alice)  # read from graph.sqlite at start, before any peer could resend it
+    assert len(graph.edges) == 2 and len(graph.nodes) == 3
+    wait_for(lambda: alice.rpc.ListChannels(ln.ListChannelsRequest(active_only=True)).channels, 30, "reconnected")
+
+
+async def _raw_peer(node: LightningProcess, scid: int) -> tuple[list[str], bool]:
+    """A raw BOLT 8 peer: a badly signed channel_update, then a malformed one; what came back."""
+    params = get_params("regtest")
+    link = await connect("127.0.0.1", node.info["listen_port"], PrivateKey(os.urandom(32)),
+                         PublicKey.from_bytes(bytes.fromhex(node.pubkey)), params.genesis_hash)
+    warnings: list[str] = []
+    try:
+        bad = ChannelUpdate(chain_hash=params.genesis_hash, short_channel_id=scid, timestamp=int(time.time()) + 5,
+                            cltv_expiry_delta=40, htlc_minimum_msat=1, fee_base_msat=0,
+                            fee_proportional_millionths=0, htlc_maximum_msat=1000)
+        await link.send(bad)
+        with trio.fail_after(20):
+            while not warnings:
+                msg = await link.receive()
+                if isinstance(msg, WarningMessage):
+                    warnings.append(msg.printable_data())
+        # Malformed: a channel_update cut short. The node closes the connection (BOLT 1).
+        await link.stream.send_all(link.transport.encrypt(bytes.fromhex("0102") + b"\x00" * 10))
+        closed = False
+        with trio.fail_after(20):
+            try:
+                while True:
+                    msg = await link.receive()
+                    if isinstance(msg, ErrorMessage):
+                        warnings.append("error: " + msg.printable_data())
+            except Exception:
+                closed = True
+        return warnings, closed
+    finally:
+        await link.aclose()
+
+
+def test_bad_gossip_from_a_raw_peer(line) -> None:
+    chain, alice, bob, carol, ab, bc = line
+    scid = _graph(bob).edges[0].channel_id
+    warnings, closed = trio.run(_raw_peer, bob, scid)
+    assert "channel_update" in warnings[0] and closed
+    assert bob.alive() and bob.rpc.GetInfo(ln.GetInfoRequest()).identity_pubkey == bob.pubkey
+    assert len(_graph(bob).edges) == 2
+
+
+def test_closing_prunes_the_channel(line) -> None:
+    chain, alice, bob, carol, ab, bc = line
+    for _ in bob.rpc.CloseChannel(ln.CloseChannelRequest(channel_point=bc, sat_per_vbyte=2)):
+        break  # close_pending: the closing transaction is out
+    wait_for(lambda: chain.rpc.GetRawMempool(pb.GetRawMempoolRequest()).txids, 30, "closing tx in the mempool")
+    chain.generate(1)
+    graph = _until(lambda: _graph(alice), lambda g: len(g.edges) == 1, "B–C pruned at alice")
+    assert carol.pubkey not in {graph.edges[0].node1_pub, graph.edges[0].node2_pub}
+    assert len(graph.nodes) == 2
