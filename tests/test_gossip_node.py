@@ -1,0 +1,200 @@
+"""Unit tests of the gossip node's parts without daemons: the policy book, graph.sqlite, and GossipNode
+driven by a fake daemon (fake chain, fake peers) — relay, warnings, pruning on spend, reload."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from base_chain.crypto import PrivateKey
+from base_chain.params import get_params
+from base_chain.tx import OutPoint, Transaction, TxIn, TxOut
+from channels.features import Features
+from channels.wire import Message, WarningMessage
+from htlc.gossip import GossipTimestampFilter
+from htlc.gossip_node import GossipNode
+from htlc.gossip_sync import GossipResult, GossipRow
+from htlc.graph import ChannelGraph
+from htlc.graph_service import _diameter
+from htlc.graph_store import GraphStore
+from htlc.policy import ForwardingPolicy, PolicyBook, PolicyError, replace_fields
+from test_bolt7 import CAPACITY, NOW, SCID, announcement, funding_output, node_ann, pub, update
+
+# --- the policy book ---------------------------------------------------------------------------------------
+
+
+def test_policy_defaults_are_lnds_and_the_maximum_is_capped_at_the_capacity() -> None:
+    view = ForwardingPolicy().for_capacity(CAPACITY)
+    assert (view.fee_base_msat, view.fee_proportional_millionths, view.cltv_expiry_delta) == (1000, 1, 80)
+    assert view.htlc_maximum_msat == CAPACITY * 1000
+    assert ForwardingPolicy(max_htlc_msat=10**15).for_capacity(CAPACITY).htlc_maximum_msat == CAPACITY * 1000
+    assert ForwardingPolicy(max_htlc_msat=5000).for_capacity(CAPACITY).htlc_maximum_msat == 5000
+
+
+def test_policy_book_global_and_per_channel_updates() -> None:
+    book = PolicyBook()
+    changed = book.update(["a:0", "b:1"], lambda p: replace_fields(p, fee_base_msat=5, fee_rate_ppm=7), True)
+    assert set(changed) == {"a:0", "b:1"} and book.default.fee_base_msat == 5
+    book.update(["a:0"], lambda p: replace_fields(p, time_lock_delta=40, max_htlc_msat=None))
+    assert book.policy("a:0").time_lock_delta == 40 and book.policy("a:0").fee_base_msat == 5
+    assert book.policy("b:1").time_lock_delta == 80 and book.policy("new:0").fee_rate_ppm == 7
+
+
+@pytest.mark.parametrize("fields, reason", [
+    ({"time_lock_delta": 17}, "too small"),
+    ({"min_htlc_msat": 10, "max_htlc_msat": 5}, "below min_htlc_msat"),
+    ({"fee_base_msat": -1}, "out of range"),
+])
+def test_a_refused_policy_changes_nothing(fields: dict[str, int], reason: str) -> None:
+    book = PolicyBook()
+    with pytest.raises(PolicyError, match=reason):
+        book.update(["a:0"], lambda p: replace_fields(p, **fields), True)
+    assert book.default == ForwardingPolicy() and not book.channels
+
+
+# --- graph.sqlite ---------------------------------------------------------------------------------------------
+
+
+def test_graph_store_round_trip(tmp_path: Path) -> None:
+    db = GraphStore(tmp_path / "graph.sqlite")
+    big_scid = (1 << 64) - 2  # above i64: stored as two's complement
+    op = OutPoint(b"\x11" * 32, 3)
+    rows = (GossipRow("channel_announcement", big_scid.to_bytes(8, "big"), b"ann", CAPACITY),
+            GossipRow("channel_update", big_scid.to_bytes(8, "big") + b"\x00", b"upd"))
+    db.apply(GossipResult(True, persist=rows), [(big_scid, op)])
+    db.save_policies({"a:0": ForwardingPolicy(fee_base_msat=9)}, ForwardingPolicy(time_lock_delta=99))
+    db.close()
+    db = GraphStore(tmp_path / "graph.sqlite")
+    assert sorted(db.rows()) == sorted(rows) and db.fundings() == {big_scid: op}
+    book = db.policies()
+    assert book.policy("a:0").fee_base_msat == 9 and book.default.time_lock_delta == 99
+    db.apply(GossipResult(True, forget=(("channel_announcement", big_scid.to_bytes(8, "big")),)))
+    assert [r.kind for r in db.rows()] == ["channel_update"] and db.fundings() == {}
+
+
+def test_diameter() -> None:
+    line = {b"a": {b"b"}, b"b": {b"a", b"c"}, b"c": {b"b", b"d"}, b"d": {b"c"}}
+    assert _diameter(line) == 3 and _diameter({}) == 0
+
+
+# --- GossipNode with a fake daemon ------------------------------------------------------------------------
+
+
+FUNDING_TX = Transaction(version=2, inputs=[TxIn(OutPoint(b"\x22" * 32, 0), b"", 0xFFFFFFFF)],
+                         outputs=[TxOut(CAPACITY, funding_output()[0]), TxOut(1, b"\x51")], locktime=0)  # SCID's output 0
+SCID_HEIGHT, SCID_TX, SCID_OUT = SCID >> 40, (SCID >> 16) & 0xFFFFFF, SCID & 0xFFFF
+
+
+class FakeChain:
+    def __init__(self) -> None:
+        self.spent: set[OutPoint] = set()
+
+    async def height(self) -> int:
+        return 200
+
+    async def block_hash(self, height: int) -> str:
+        return str(height)
+
+    async def block(self, block_hash: str) -> Any:
+        txs: list[Any] = [FUNDING_TX] * (SCID_TX + 1) if int(block_hash) == SCID_HEIGHT else []
+        return SimpleNamespace(transactions=txs)
+
+    async def get_txout(self, outpoint: OutPoint, include_mempool: bool = True) -> Any:
+        return SimpleNamespace(found=outpoint not in self.spent)
+
+
+@dataclass
+class FakeLink:
+    sent: list[Message] = field(default_factory=list)
+    their_init: Any = None
+
+    async def send(self, msg: Message) -> None:
+        self.sent.append(msg)
+
+    async def send_warning(self, text: str) -> None:
+        self.sent.append(WarningMessage(bytes(32), text.encode()))
+
+
+@dataclass
+class FakePeer:
+    pubkey_hex: str
+    link: FakeLink = field(default_factory=FakeLink)
+
+
+class FakeDaemon:
+    def __init__(self, datadir: Path) -> None:
+        self.params = get_params("regtest")
+        self.datadir = datadir
+        self.message_handlers: list[Any] = []
+        self.peer_handlers: list[Any] = []
+        self.block_handlers: list[Any] = []
+        self.chain = FakeChain()
+        self.peers: dict[str, FakePeer] = {}
+        self.node_key = PrivateKey(0x5000)
+        self.features = Features()
+        self.channels = SimpleNamespace(channels={})
+        self.alias, self.listen_port, self.tip_height = "fake", 0, 200
+
+    def now(self) -> int:
+        return NOW + 10
+
+
+def _gossip(tmp_path: Path) -> tuple[FakeDaemon, GossipNode, FakePeer, FakePeer]:
+    d = FakeDaemon(tmp_path)
+    g = GossipNode(d, ChannelGraph(), trickle_s=0.01)  # type: ignore[arg-type]
+    p1, p2 = FakePeer("01" * 33), FakePeer("02" * 33)
+    d.peers = {p1.pubkey_hex: p1, p2.pubkey_hex: p2}
+    return d, g, p1, p2
+
+
+async def test_gossip_is_applied_persisted_and_relayed_to_the_other_peers(tmp_path: Path) -> None:
+    d, g, p1, p2 = _gossip(tmp_path)
+    await g.on_message(p2, GossipTimestampFilter(d.params.genesis_hash, 0, 0xFFFFFFFF))  # type: ignore[arg-type]
+    for msg in (announcement(), update(0), update(1), node_ann(1)):
+        await g.on_message(p1, msg)  # type: ignore[arg-type]
+    assert not p1.link.sent  # nothing wrong, nothing to answer
+    assert len(g.graph.policies(SCID)) == 2 and g.funding[SCID].txid == FUNDING_TX.txid
+    await g.flush()
+    assert [m.NAME for m in p2.link.sent] == ["channel_announcement", "channel_update", "channel_update",
+                                              "node_announcement"]
+    assert not p1.link.sent  # never back to where it came from
+
+    # A restart rebuilds the graph from graph.sqlite.
+    g.close()
+    d2 = FakeDaemon(tmp_path)
+    g2 = GossipNode(d2, ChannelGraph())  # type: ignore[arg-type]
+    assert len(g2.graph.policies(SCID)) == 2 and g2.funding == g.funding
+    assert g2.store.node_announcement(pub(1).to_bytes()) is not None
+
+
+async def test_bad_signature_gets_a_warning_and_changes_nothing(tmp_path: Path) -> None:
+    d, g, p1, p2 = _gossip(tmp_path)
+    await g.on_message(p1, announcement())  # type: ignore[arg-type]
+    forged = replace(update(0), fee_base_msat=0)  # the signature no longer covers these fields
+    await g.on_message(p1, forged)  # type: ignore[arg-type]
+    assert isinstance(p1.link.sent[-1], WarningMessage) and b"signature" in p1.link.sent[-1].data
+    assert g.graph.policies(SCID) == []
+
+
+async def test_missing_funding_output_is_refused_quietly(tmp_path: Path) -> None:
+    d, g, p1, p2 = _gossip(tmp_path)
+    d.chain.spent.add(OutPoint(FUNDING_TX.txid, SCID_OUT))
+    await g.on_message(p1, announcement())  # type: ignore[arg-type]
+    assert SCID not in g.store and not p1.link.sent
+
+
+async def test_a_spent_funding_output_takes_the_channel_out_of_the_graph(tmp_path: Path) -> None:
+    d, g, p1, p2 = _gossip(tmp_path)
+    for msg in (announcement(), update(0), update(1)):
+        await g.on_message(p1, msg)  # type: ignore[arg-type]
+    spend = Transaction(version=2, inputs=[TxIn(OutPoint(FUNDING_TX.txid, SCID_OUT), b"", 0xFFFFFFFF)],
+                        outputs=[TxOut(CAPACITY - 500, b"\x51")], locktime=0)
+    await g.on_block(SimpleNamespace(transactions=[spend]), 300, True)
+    assert g.graph.policies(SCID) == [] and g.store.is_spent(SCID)
+    await g.on_block(SimpleNamespace(transactions=[]), 300 + 72, True)
+    assert SCID not in g.store and SCID not in g.funding
+    assert GraphStore(tmp_path / "graph.sqlite").rows() == []
