@@ -23,6 +23,8 @@ commands:
   swapd     run a swap daemon: automatic cross-chain atomic swaps with another swapd
   swapcli   talk to a swap daemon (initiate, accept, list, status)
   relay     query an SPV relay (status, getheader, verifytxproof)
+  bridged   run a cross-chain Lightning bridge (pay beta invoices with alpha)
+  bridge    talk to a bridge (quote, list, getinfo)
   notaryd   run one notary of the alpha <-> beta peg committee
   peg       peg coins between alpha and beta (setup, depositaddress, claim, status)
 
@@ -61,6 +63,8 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "swap": _lazy("canal.swap_cli"),
     "relayd": _lazy("relay.relayd"),
     "relay": _lazy("canal.relay_cli"),
+    "bridged": _lazy("relay.bridged"),
+    "bridge": _lazy("canal.bridge_cli"),
     "swapd": _lazy("relay.swapd"),
     "swapcli": _lazy("canal.swapd_cli"),
     "notaryd": _lazy("canal.notaryd"),

@@ -19,7 +19,8 @@ from base_chain.rpc import channel_for
 from proto import chain_pb2 as pb
 from proto import chain_pb2_grpc as pb_grpc
 
-__all__ = ["wait_for", "DaemonProcess", "ChainProcess", "LightningProcess", "NotaryProcess", "SwapProcess"]
+__all__ = ["wait_for", "DaemonProcess", "ChainProcess", "LightningProcess", "NotaryProcess", "SwapProcess",
+           "BridgeProcess"]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
@@ -263,3 +264,28 @@ class SwapProcess(DaemonProcess):
         from proto import swap_pb2_grpc
 
         return self._stub_for(swap_pb2_grpc.SwapClientStub)
+
+
+class BridgeProcess(DaemonProcess):
+    """One `canal bridged` between a LightningProcess on alpha and one on beta."""
+
+    kind = "bridged"
+
+    def __init__(self, datadir: Path, alpha: LightningProcess, beta: LightningProcess,
+                 extra_args: list[str] | None = None) -> None:
+        super().__init__(datadir)
+        self.alpha = alpha
+        self.beta = beta
+        self.extra_args = list(extra_args or [])
+
+    def command(self) -> list[str]:
+        return ["bridged", "--datadir", str(self.datadir), "--alpha-node", str(self.alpha.datadir),
+                "--beta-node", str(self.beta.datadir), "--alpha-chain", self.alpha.chain.chain,
+                "--beta-chain", self.beta.chain.chain, *self.extra_args]
+
+    @property
+    def rpc(self) -> Any:
+        """The canalbridge.Bridge stub."""
+        from proto import bridge_pb2_grpc
+
+        return self._stub_for(bridge_pb2_grpc.BridgeStub)
