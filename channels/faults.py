@@ -11,7 +11,9 @@
   the received ``<message>`` (``on_command`` for our own calls);
 * ``send:<message>``: ``<message>`` was handed to the encrypted transport.
 
-Unset (the default), nothing happens. Only for tests: a real kill, no cleanup.
+``CANAL_CRASH_AT=trace`` logs every step's name (with its occurrence) and kills
+nothing: how a test finds the steps of a scenario. Unset (the default), nothing
+happens. Only for tests: a real kill, no cleanup.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class CrashPoint:
             if self.occurrence < 1:
                 raise ValueError(f"{ENV}: the occurrence must be 1 or more, got {spec!r}")
         self._seen = 0
+        self._counts: dict[str, int] = {}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> CrashPoint:
@@ -46,6 +49,10 @@ class CrashPoint:
 
     def reached(self, step: str) -> bool:
         """Count `step`; SIGKILL this process when it is the armed one (returns False otherwise)."""
+        if self.step == "trace":
+            self._counts[step] = self._counts.get(step, 0) + 1
+            log.warning("crash point %s#%d", step, self._counts[step])
+            return False
         if self.step is None or step != self.step:
             return False
         self._seen += 1
