@@ -8,6 +8,8 @@ Commands (all print JSON, as bitcoin-cli does)::
     canal peg --pegdir DIR depositaddress --to beta --dest BETA_ADDRESS   # an address on alpha
     canal peg --pegdir DIR claim --from alpha --txid TXID --vout N [--dest ADDRESS]
     canal peg --pegdir DIR status
+    canal peg --pegdir DIR rotate --new-notary-datadir D4 ... --threshold 2 [--grace alpha=BLOCKS]
+    canal peg --pegdir DIR sweep --chain alpha       # after restarting the notaryds with the new file
 
 ``setup`` makes each notary's key in its data dir (if it has none) and writes
 ``DIR/committee.json``, the file every ``canal notaryd`` is started with.
@@ -88,6 +90,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--vout", type=int, required=True)
     c.add_argument("--dest", help="the destination address (default: as recorded by depositaddress)")
     sub.add_parser("status", help="the committee, its reserves and its notaries")
+    r = sub.add_parser("rotate", help="plan the next committee epoch and the sweeps of the old one's coins")
+    r.add_argument("--new-notary-datadir", type=Path, action="append", required=True, help="repeat for each notary")
+    r.add_argument("--threshold", type=int, required=True)
+    r.add_argument("--grace", action="append", default=[], metavar="CHAIN=BLOCKS",
+                   help="blocks the old key set may still release its deposits (default: one day of blocks)")
+    w = sub.add_parser("sweep", help="have the old committee sign and broadcast a chain's rotation sweep")
+    w.add_argument("--chain", choices=CHAINS, required=True)
     return ap
 
 
@@ -130,6 +139,30 @@ def _run(ns: argparse.Namespace) -> int:
                                "alpha" if ns.to == "beta" else "beta"),
                            "fee_sat": peg.config.policy.release_fee_sat.get(ns.to)}))
             return 0
+        if ns.command == "rotate":
+            from relay.committee import blocks_for_duration
+            from relay.peg_rotation import plan_rotation
+
+            grace = _per_chain(ns.grace, {c: blocks_for_duration(c, 86_400) for c in CHAINS}, "grace")
+            plan = plan_rotation(peg, ns.new_notary_datadir, ns.threshold, grace)
+            windows = {w.chain: w for w in plan.old.windows}
+            print(to_json({
+                "committee_file": str(peg.committee_file), "old_epoch": plan.old.epoch, "new_epoch": plan.new.epoch,
+                "threshold": plan.new.threshold, "pubkeys": [pk.hex() for pk in plan.new.pubkeys],
+                "retire_heights": {c: w.retire_height for c, w in windows.items()},
+                "expiry_heights": {c: w.expiry_height for c, w in windows.items()},
+                "sweeps": {sw.chain: {"txid": sw.tx.txid_hex(), "inputs": len(sw.tx.inputs),
+                                      "amount_sat": sw.tx.outputs[0].amount_sat} for sw in plan.sweeps},
+                "next": "restart every canal notaryd (old and new) with the committee file, "
+                        "then run `canal peg sweep --chain CHAIN` for each sweep",
+            }))
+            return 0
+        if ns.command == "sweep":
+            from relay.peg_rotation import sweep
+
+            swept = sweep(peg, ns.chain)
+            print(to_json(swept.to_dict()))
+            return 0 if swept.txid is not None else 1
         if ns.command == "claim":
             result = peg.claim(ns.source, parse_txid(ns.txid), ns.vout, ns.dest)
             print(to_json(result.to_dict(peg.committee)))

@@ -133,3 +133,43 @@ class StatusResponse(_message.Message):
     redeemed: int
     version: str
     def __init__(self, pubkey: _Optional[bytes] = ..., key_index: _Optional[int] = ..., epochs: _Optional[_Iterable[int]] = ..., chains: _Optional[_Iterable[_Union[ChainStatus, _Mapping]]] = ..., redeemed: _Optional[int] = ..., version: _Optional[str] = ...) -> None: ...
+
+class SignSweepRequest(_message.Message):
+    __slots__ = ("chain", "from_epoch", "to_epoch", "sweep_tx", "witness_scripts", "proofs")
+    CHAIN_FIELD_NUMBER: _ClassVar[int]
+    FROM_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    TO_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SWEEP_TX_FIELD_NUMBER: _ClassVar[int]
+    WITNESS_SCRIPTS_FIELD_NUMBER: _ClassVar[int]
+    PROOFS_FIELD_NUMBER: _ClassVar[int]
+    chain: str
+    from_epoch: int
+    to_epoch: int
+    sweep_tx: str
+    witness_scripts: _containers.RepeatedScalarFieldContainer[bytes]
+    proofs: _containers.RepeatedCompositeFieldContainer[TxProof]
+    def __init__(self, chain: _Optional[str] = ..., from_epoch: _Optional[int] = ..., to_epoch: _Optional[int] = ..., sweep_tx: _Optional[str] = ..., witness_scripts: _Optional[_Iterable[bytes]] = ..., proofs: _Optional[_Iterable[_Union[TxProof, _Mapping]]] = ...) -> None: ...
+
+class SweepSignature(_message.Message):
+    __slots__ = ("notary_pubkey", "chain", "from_epoch", "to_epoch", "sweep_txid", "input_signatures")
+    NOTARY_PUBKEY_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_FIELD_NUMBER: _ClassVar[int]
+    FROM_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    TO_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SWEEP_TXID_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    notary_pubkey: bytes
+    chain: str
+    from_epoch: int
+    to_epoch: int
+    sweep_txid: str
+    input_signatures: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, notary_pubkey: _Optional[bytes] = ..., chain: _Optional[str] = ..., from_epoch: _Optional[int] = ..., to_epoch: _Optional[int] = ..., sweep_txid: _Optional[str] = ..., input_signatures: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class SignSweepResponse(_message.Message):
+    __slots__ = ("signature", "refusal")
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    REFUSAL_FIELD_NUMBER: _ClassVar[int]
+    signature: SweepSignature
+    refusal: Refusal
+    def __init__(self, signature: _Optional[_Union[SweepSignature, _Mapping]] = ..., refusal: _Optional[_Union[Refusal, _Mapping]] = ...) -> None: ...

@@ -44,6 +44,11 @@ class NotaryStub:
                 request_serializer=proto_dot_notary__pb2.StatusRequest.SerializeToString,
                 response_deserializer=proto_dot_notary__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.SignSweep = channel.unary_unary(
+                '/canalnotary.Notary/SignSweep',
+                request_serializer=proto_dot_notary__pb2.SignSweepRequest.SerializeToString,
+                response_deserializer=proto_dot_notary__pb2.SignSweepResponse.FromString,
+                _registered_method=True)
 
 
 class NotaryServicer:
@@ -63,6 +68,13 @@ class NotaryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SignSweep(self, request, context):
+        """Rotation: sign the move of a retiring committee's coins on one chain to its successor's reserve.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NotaryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +87,11 @@ def add_NotaryServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=proto_dot_notary__pb2.StatusRequest.FromString,
                     response_serializer=proto_dot_notary__pb2.StatusResponse.SerializeToString,
+            ),
+            'SignSweep': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignSweep,
+                    request_deserializer=proto_dot_notary__pb2.SignSweepRequest.FromString,
+                    response_serializer=proto_dot_notary__pb2.SignSweepResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +148,33 @@ class Notary:
             '/canalnotary.Notary/Status',
             proto_dot_notary__pb2.StatusRequest.SerializeToString,
             proto_dot_notary__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignSweep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/canalnotary.Notary/SignSweep',
+            proto_dot_notary__pb2.SignSweepRequest.SerializeToString,
+            proto_dot_notary__pb2.SignSweepResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,11 +8,14 @@ INVALID_ARGUMENT.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from base_chain.serialize import DeserializationError
 from base_chain.tx import OutPoint, Transaction
 from proto import notary_pb2 as npb
 
-from .attestation import Attestation, NotarySignature, PegClaim
+from .attestation import Attestation, NotarySignature, PegClaim, SweepSignature
+from .committee import SweepRequest
 from .notary import Refusal, ReleaseRequest
 
 __all__ = [
@@ -24,6 +27,10 @@ __all__ = [
     "signature_to_pb",
     "signature_from_pb",
     "refusal_to_pb",
+    "sweep_request_to_pb",
+    "sweep_request_from_pb",
+    "sweep_signature_to_pb",
+    "sweep_signature_from_pb",
 ]
 
 
@@ -68,14 +75,19 @@ def request_to_pb(request: ReleaseRequest, proofs: list[TxWithProof]) -> npb.Sig
     )
 
 
-def request_from_pb(m: npb.SignReleaseRequest) -> tuple[ReleaseRequest, list[tuple[bytes, bytes]]]:
-    """The request and its proofs as (raw transaction, proof) bytes (the SPV view checks them)."""
+def _proofs_from_pb(ps: Sequence[npb.TxProof]) -> list[tuple[bytes, bytes]]:
     proofs = []
-    for i, p in enumerate(m.proofs):
+    for i, p in enumerate(ps):
         try:
             proofs.append((bytes.fromhex(p.raw_tx), bytes.fromhex(p.proof)))
         except ValueError:
             raise WireError(f"proofs[{i}] is not hex") from None
+    return proofs
+
+
+def request_from_pb(m: npb.SignReleaseRequest) -> tuple[ReleaseRequest, list[tuple[bytes, bytes]]]:
+    """The request and its proofs as (raw transaction, proof) bytes (the SPV view checks them)."""
+    proofs = _proofs_from_pb(m.proofs)
     request = ReleaseRequest(
         source_chain=m.source_chain,
         deposit=OutPoint(parse_txid(m.deposit_txid, "deposit_txid"), m.deposit_vout),
@@ -146,3 +158,29 @@ def signature_from_pb(m: npb.NotarySignature) -> NotarySignature:
 
 def refusal_to_pb(r: Refusal) -> npb.Refusal:
     return npb.Refusal(reason=r.reason, detail=r.detail)
+
+
+def sweep_request_to_pb(r: SweepRequest, proofs: list[TxWithProof]) -> npb.SignSweepRequest:
+    return npb.SignSweepRequest(
+        chain=r.chain, from_epoch=r.from_epoch, to_epoch=r.to_epoch, sweep_tx=r.tx.hex(),
+        witness_scripts=list(r.witness_scripts),
+        proofs=[npb.TxProof(raw_tx=tx.hex(), proof=proof.hex()) for tx, proof in proofs],
+    )
+
+
+def sweep_request_from_pb(m: npb.SignSweepRequest) -> tuple[SweepRequest, list[tuple[bytes, bytes]]]:
+    request = SweepRequest(m.chain, m.from_epoch, m.to_epoch, _tx(m.sweep_tx, "sweep_tx"),
+                           tuple(bytes(w) for w in m.witness_scripts))
+    return request, _proofs_from_pb(m.proofs)
+
+
+def sweep_signature_to_pb(s: SweepSignature) -> npb.SweepSignature:
+    return npb.SweepSignature(
+        notary_pubkey=s.notary_pubkey, chain=s.chain, from_epoch=s.from_epoch, to_epoch=s.to_epoch,
+        sweep_txid=s.sweep_txid[::-1].hex(), input_signatures=list(s.input_signatures),
+    )
+
+
+def sweep_signature_from_pb(m: npb.SweepSignature) -> SweepSignature:
+    return SweepSignature(bytes(m.notary_pubkey), m.chain, m.from_epoch, m.to_epoch,
+                          parse_txid(m.sweep_txid, "sweep_txid"), tuple(bytes(x) for x in m.input_signatures))

@@ -45,7 +45,15 @@ from proto import notary_pb2_grpc as npb_grpc
 
 from .notary import ChainView, Notary, Refusal, ReleaseRequest, ViewOutput
 from .notary_store import STATE_DB_FILE, NotaryStore
-from .notary_wire import WireError, refusal_to_pb, request_from_pb, signature_to_pb
+from .committee import SweepRequest
+from .notary_wire import (
+    WireError,
+    refusal_to_pb,
+    request_from_pb,
+    signature_to_pb,
+    sweep_request_from_pb,
+    sweep_signature_to_pb,
+)
 from .peg_config import PegConfig, load_peg_config
 from .relayd import RelayDaemon
 from .spv import HeaderChain, ProofRejected
@@ -58,10 +66,13 @@ T = TypeVar("T")
 NOTARY_KEY_FILE = "notary.key"
 NODE_INFO_FILE = "node.json"
 RPC_TIMEOUT_S = 20.0
+MAX_SWEEP_INPUTS = 500
+"""Inputs of a sweep read from the node per request (a bigger sweep is refused as missing coins)."""
 _SVC = "/canalnotary.Notary/"
 PERMISSIONS: dict[str, set[str]] = {
     _SVC + "SignRelease": {"notary:write"},
     _SVC + "Status": {"info:read"},
+    _SVC + "SignSweep": {"notary:write"},
 }
 
 
@@ -148,7 +159,7 @@ class SpvView:
         for raw, proof in proofs:
             try:
                 txid = Transaction.from_bytes(raw).txid
-            except Exception:  # noqa: BLE001 - any parse failure: the proof is useless, say so later
+            except ValueError:  # DeserializationError: a proof of nothing; its txid is unknown
                 continue
             self.proofs[txid] = (raw, proof)
 
@@ -268,12 +279,9 @@ class NotaryDaemon:
 
     # --- the review (on the trio thread) ---------------------------------------------------------
 
-    def review(
-        self,
-        request: ReleaseRequest,
-        proofs: list[tuple[bytes, bytes]],
-        snapshots: Mapping[str, tuple[int, SnapshotView]],
-    ) -> npb.SignReleaseResponse:
+    def _views(
+        self, proofs: list[tuple[bytes, bytes]], snapshots: Mapping[str, tuple[int, SnapshotView]]
+    ) -> tuple[dict[str, ChainView], dict[str, int], SpvView | None]:
         views: dict[str, ChainView] = {}
         tips: dict[str, int] = {}
         for chain, (height, snap) in snapshots.items():
@@ -282,6 +290,15 @@ class NotaryDaemon:
         if self.relay is not None and self.relay.chain is not None and self.spv_chain is not None:
             spv = SpvView(self.relay.chain, proofs)
             views[self.spv_chain], tips[self.spv_chain] = spv, self.relay.chain.height
+        return views, tips, spv
+
+    def review(
+        self,
+        request: ReleaseRequest,
+        proofs: list[tuple[bytes, bytes]],
+        snapshots: Mapping[str, tuple[int, SnapshotView]],
+    ) -> npb.SignReleaseResponse:
+        views, tips, spv = self._views(proofs, snapshots)
         result = self.notary.review_deposit(request, views, tips)
         if isinstance(result, Refusal):
             if spv is not None and result.reason in ("peg-deposit-missing", "peg-reserve-missing") and spv.errors:
@@ -295,6 +312,25 @@ class NotaryDaemon:
         log.info("signed release %s of deposit %s on %s", result.attestation.release_txid[::-1].hex(),
                  request.deposit, request.source_chain)
         return npb.SignReleaseResponse(signature=signature_to_pb(result))
+
+    def review_sweep(
+        self,
+        request: SweepRequest,
+        proofs: list[tuple[bytes, bytes]],
+        snapshots: Mapping[str, tuple[int, SnapshotView]],
+    ) -> npb.SignSweepResponse:
+        views, tips, spv = self._views(proofs, snapshots)
+        result = self.notary.review_sweep(request, views, tips)
+        if isinstance(result, Refusal):
+            if spv is not None and result.reason == "peg-reserve-missing" and spv.errors:
+                why = "; ".join(f"{t[::-1].hex()}: {e}" for t, e in spv.errors.items())
+                result = Refusal(result.reason, f"{result.detail} [SPV view of {self.spv_chain}: {why}]")
+            log.info("refused sweep %s on %s: %s", request.tx.txid_hex(), request.chain, result)
+            return npb.SignSweepResponse(refusal=refusal_to_pb(result))
+        # Nothing to remember: a sweep pays the configured successor only, whichever copy confirms.
+        log.info("signed sweep %s of epoch %d's coins on %s to epoch %d", request.tx.txid_hex(), request.from_epoch,
+                 request.chain, request.to_epoch)
+        return npb.SignSweepResponse(signature=sweep_signature_to_pb(result))
 
     def status(self, fulls: Mapping[str, npb.ChainStatus]) -> npb.StatusResponse:
         chains = [fulls[c] for c in sorted(fulls)]
@@ -354,6 +390,22 @@ class NotaryServicer(npb_grpc.NotaryServicer):
             height, _ = self._read(context, chain, reader.tip)
             snapshots[chain] = (height, snap)
         return self._run(context, lambda: self.d.review(req, proofs, snapshots))
+
+    def SignSweep(self, request: npb.SignSweepRequest, context: grpc.ServicerContext) -> npb.SignSweepResponse:
+        try:
+            req, proofs = sweep_request_from_pb(request)
+        except WireError as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        snapshots: dict[str, tuple[int, SnapshotView]] = {}
+        reader = self.d.readers.get(req.chain)
+        if reader is not None:
+            snap = SnapshotView()
+            for txin in req.tx.inputs[:MAX_SWEEP_INPUTS]:
+                op = txin.prevout
+                snap.outputs[op] = self._read(context, req.chain, lambda: reader.output(op))
+            height, _ = self._read(context, req.chain, reader.tip)
+            snapshots[req.chain] = (height, snap)
+        return self._run(context, lambda: self.d.review_sweep(req, proofs, snapshots))
 
     def Status(self, request: npb.StatusRequest, context: grpc.ServicerContext) -> npb.StatusResponse:
         fulls: dict[str, npb.ChainStatus] = {}

@@ -52,7 +52,7 @@ from .notary import PegPolicy, Refusal, ReleaseRequest, propose_release
 from .notary_wire import TxWithProof, WireError, parse_txid, request_to_pb, signature_from_pb
 from .peg_config import PegConfig, load_peg_config, write_peg_config
 
-__all__ = ["PegError", "PegCoordinator", "NotaryAnswer", "ClaimResult", "setup_peg", "CHAINS"]
+__all__ = ["PegError", "PegCoordinator", "NotaryAnswer", "ClaimResult", "setup_peg", "CHAINS", "rpc_details", "write_json"]
 
 CHAINS = ("alpha", "beta")
 RPC_TIMEOUT_S = 30.0
@@ -77,11 +77,16 @@ def other_chain(chain: str) -> str:
     return CHAINS[1 - CHAINS.index(chain)]
 
 
-def _write_json(path: Path, value: Any) -> None:
+def write_json(path: Path, value: Any) -> None:
     write_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode(), 0o644)
 
 
-def _rpc_details(e: grpc.RpcError) -> str:
+def _parse_outpoint(s: str) -> OutPoint:
+    txid, _, n = s.partition(":")
+    return OutPoint(parse_txid(txid), int(n))
+
+
+def rpc_details(e: grpc.RpcError) -> str:
     code = e.code() if hasattr(e, "code") else None
     details = e.details() if hasattr(e, "details") else str(e)
     return f"{code.name if code is not None else 'error'}: {details}"
@@ -209,10 +214,10 @@ def setup_peg(
     committee = Committee.create(epoch, pubkeys, threshold, heights)
     config = write_peg_config(pegdir / COMMITTEE_FILE, [committee],
                               PegPolicy(dict(min_confirmations), dict(release_fee_sat)))
-    _write_json(pegdir / PEG_FILE, {
+    write_json(pegdir / PEG_FILE, {
         "committee_file": COMMITTEE_FILE,
         "chains": {c: str(Path(chain_datadirs[c]).resolve()) for c in CHAINS},
-        "notaries": [str(Path(d).resolve()) for d in notary_datadirs],
+        "notaries": {str(epoch): [str(Path(d).resolve()) for d in notary_datadirs]},
     })
     return config
 
@@ -224,9 +229,10 @@ class PegCoordinator:
             peg = json.loads((pegdir / PEG_FILE).read_text())
         except (OSError, ValueError) as e:
             raise PegError("peg-no-setup", f"{pegdir / PEG_FILE}: {e} (run `canal peg setup` first)") from None
-        self.config = load_peg_config(pegdir / peg["committee_file"])
+        self.committee_file = pegdir / peg["committee_file"]
+        self.config = load_peg_config(self.committee_file)
         self.chain_datadirs = {c: Path(p) for c, p in peg["chains"].items()}
-        self.notaries = [Path(p) for p in peg["notaries"]]
+        self.notaries_by_epoch = {int(e): [Path(p) for p in dirs] for e, dirs in peg["notaries"].items()}
         self._clients: dict[str, ChainClient] = {}
 
     def close(self) -> None:
@@ -244,6 +250,24 @@ class PegCoordinator:
     def committee(self) -> Committee:
         return self.config.current
 
+    @property
+    def notaries(self) -> list[Path]:
+        """Every notary's data dir, of every epoch, once."""
+        return list(dict.fromkeys(d for e in sorted(self.notaries_by_epoch) for d in self.notaries_by_epoch[e]))
+
+    def committee_of(self, epoch: int) -> Committee:
+        c = self.config.committee(epoch)
+        if c is None:
+            raise PegError("peg-unknown-committee", f"no committee epoch {epoch} is configured")
+        return c
+
+    def save_peg_file(self) -> None:
+        write_json(self.pegdir / PEG_FILE, {
+            "committee_file": self.committee_file.name,
+            "chains": {c: str(p) for c, p in self.chain_datadirs.items()},
+            "notaries": {str(e): [str(d) for d in dirs] for e, dirs in sorted(self.notaries_by_epoch.items())},
+        })
+
     def chain(self, chain: str) -> ChainClient:
         if chain not in self._clients:
             if chain not in self.chain_datadirs:
@@ -260,25 +284,42 @@ class PegCoordinator:
         data: dict[str, Any] = json.loads(path.read_text())
         return data
 
-    def reserve_outpoints(self, chain: str) -> list[OutPoint]:
-        out = []
-        for s in self._read(RESERVES_FILE).get(chain, []):
-            txid, _, n = s.partition(":")
-            out.append(OutPoint(parse_txid(txid), int(n)))
-        return out
+    def _coins(self, epoch: int) -> dict[str, Any]:
+        entry: dict[str, Any] = self._read(RESERVES_FILE).get(str(epoch), {})
+        return entry
 
-    def _set_reserves(self, chain: str, coins: Iterable[OutPoint]) -> None:
+    def _set_coins(self, epoch: int, kind: str, chain: str, value: Any) -> None:
         data = self._read(RESERVES_FILE)
-        data[chain] = sorted({str(op) for op in coins})
-        _write_json(self.pegdir / RESERVES_FILE, data)
+        data.setdefault(str(epoch), {}).setdefault(kind, {})[chain] = value
+        write_json(self.pegdir / RESERVES_FILE, data)
 
-    def reserve_coins(self, chain: str, min_confirmations: int = 1) -> list[tuple[ReserveCoin, int]]:
+    def reserve_outpoints(self, chain: str, epoch: int | None = None) -> list[OutPoint]:
+        e = self.committee.epoch if epoch is None else epoch
+        return [_parse_outpoint(s) for s in self._coins(e).get("reserve", {}).get(chain, [])]
+
+    def set_reserves(self, chain: str, coins: Iterable[OutPoint], epoch: int | None = None) -> None:
+        e = self.committee.epoch if epoch is None else epoch
+        self._set_coins(e, "reserve", chain, sorted({str(op) for op in coins}))
+
+    def released_deposits(self, chain: str, epoch: int) -> list[tuple[OutPoint, bytes]]:
+        """Deposits on ``chain`` to epoch ``epoch``'s addresses whose release was broadcast (the committee's now)."""
+        return [(_parse_outpoint(d["outpoint"]), bytes.fromhex(d["witness_script"]))
+                for d in self._coins(epoch).get("released_deposits", {}).get(chain, [])]
+
+    def set_released_deposits(self, chain: str, epoch: int, deposits: Iterable[tuple[OutPoint, bytes]]) -> None:
+        self._set_coins(epoch, "released_deposits", chain,
+                        [{"outpoint": str(op), "witness_script": ws.hex()} for op, ws in deposits])
+
+    def reserve_coins(
+        self, chain: str, min_confirmations: int = 1, epoch: int | None = None
+    ) -> list[tuple[ReserveCoin, int]]:
         """The committee's unspent reserve coins on ``chain`` with their confirmations."""
+        committee = self.committee if epoch is None else self.committee_of(epoch)
         client = self.chain(chain)
-        ws = self.committee.reserve_witness_script(chain)
-        spk = self.committee.reserve_script_pubkey(chain)
+        ws = committee.reserve_witness_script(chain)
+        spk = committee.reserve_script_pubkey(chain)
         out = []
-        for op in self.reserve_outpoints(chain):
+        for op in self.reserve_outpoints(chain, committee.epoch):
             confs = client.utxo_confirmations(op)
             if confs is None or confs < min_confirmations:
                 continue
@@ -300,7 +341,7 @@ class PegCoordinator:
         deposits = self._read(DEPOSITS_FILE)
         deposits[address] = {"source_chain": source, "destination_chain": destination_chain,
                              "destination_address": destination_address, "epoch": self.committee.epoch}
-        _write_json(self.pegdir / DEPOSITS_FILE, deposits)
+        write_json(self.pegdir / DEPOSITS_FILE, deposits)
         return address
 
     def fund_reserve(self, chain: str, amount_sat: int) -> OutPoint:
@@ -312,7 +353,7 @@ class PegCoordinator:
         assert found is not None
         index = next(i for i, o in enumerate(found[0].outputs) if o.script_pubkey == spk)
         op = OutPoint(txid, index)
-        self._set_reserves(chain, [*self.reserve_outpoints(chain), op])
+        self.set_reserves(chain, [*self.reserve_outpoints(chain), op])
         return op
 
     # --- claims ------------------------------------------------------------------------------
@@ -330,21 +371,22 @@ class PegCoordinator:
         if vout >= len(tx.outputs):
             raise PegError("peg-deposit-missing", f"{txid[::-1].hex()} has no output {vout}")
         deposit_out = tx.outputs[vout]
+        address = script_to_address(deposit_out.script_pubkey, get_params(source_chain).address_prefixes)
+        record = self._read(DEPOSITS_FILE).get(address or "")
         if destination_address is None:
-            address = script_to_address(deposit_out.script_pubkey, get_params(source_chain).address_prefixes)
-            record = self._read(DEPOSITS_FILE).get(address or "")
             if record is None or record["destination_chain"] != dest:
                 raise PegError("peg-unknown-deposit-address",
                                f"output {vout} pays {address}, not a deposit address handed out for {dest}: "
                                "give the destination with --dest")
             destination_address = str(record["destination_address"])
+        committee = self._committee_paid(source_chain, deposit_out, destination_address, record)
         proofs: list[TxWithProof] = []
         if confirmations > 0:
             proofs.append((tx, src_client.proof(txid)))
         fee = self.config.policy.release_fee_sat.get(dest)
         if fee is None:
             raise PegError("peg-no-fee-published", f"no release fee is published for {dest}")
-        coins = self._pick_reserves(dest, deposit_out.amount_sat)
+        coins = self._pick_reserves(dest, deposit_out.amount_sat, committee.epoch)
         dest_client = self.chain(dest)
         for c in coins:
             created = dest_client.raw_tx(c.outpoint.txid)
@@ -352,7 +394,7 @@ class PegCoordinator:
             proofs.append((created[0], dest_client.proof(c.outpoint.txid)))
         try:
             request = propose_release(
-                self.committee, source_chain=source_chain, deposit=OutPoint(txid, vout),
+                committee, source_chain=source_chain, deposit=OutPoint(txid, vout),
                 amount_sat=deposit_out.amount_sat, destination_chain=dest, destination_address=destination_address,
                 fee_sat=fee, coins=coins)
         except ReleaseError as e:
@@ -361,11 +403,30 @@ class PegCoordinator:
             raise PegError("peg-bad-destination", str(e)) from None
         return request, coins, proofs
 
-    def _pick_reserves(self, chain: str, amount_sat: int) -> list[ReserveCoin]:
+    def _committee_paid(
+        self, source_chain: str, out: TxOut, destination_address: str, record: Mapping[str, Any] | None
+    ) -> Committee:
+        """The committee whose deposit script ``out`` pays (the one that may release it); else the current one
+        (whose notaries then refuse it as peg-deposit-wrong-script)."""
+        if record is not None and record.get("destination_address") == destination_address:
+            found = self.config.committee(int(record["epoch"]))
+            if found is not None:
+                return found
+        dest = other_chain(source_chain)
+        try:
+            dest_script = address_to_script(destination_address, get_params(dest).address_prefixes)
+        except ValueError as e:
+            raise PegError("peg-bad-destination", f"{destination_address!r} on {dest}: {e}") from None
+        for c in sorted(self.config.committees, key=lambda c: -c.epoch):
+            if c.deposit_script_pubkey(source_chain, dest, dest_script) == out.script_pubkey:
+                return c
+        return self.committee
+
+    def _pick_reserves(self, chain: str, amount_sat: int, epoch: int) -> list[ReserveCoin]:
         """Largest coins first until they cover the amount with no dust change (deterministic)."""
-        available = sorted((c for c, _ in self.reserve_coins(chain)),
+        available = sorted((c for c, _ in self.reserve_coins(chain, epoch=epoch)),
                            key=lambda c: (-c.txout.amount_sat, c.outpoint.txid, c.outpoint.index))
-        dust = dust_threshold(TxOut(0, self.committee.reserve_script_pubkey(chain)))
+        dust = dust_threshold(TxOut(0, self.committee_of(epoch).reserve_script_pubkey(chain)))
         picked: list[ReserveCoin] = []
         total = 0
         for c in available:
@@ -374,7 +435,8 @@ class PegCoordinator:
             if total == amount_sat or total >= amount_sat + dust:
                 return picked
         raise PegError("peg-reserve-insufficient",
-                       f"the committee's confirmed reserve on {chain} holds {total} sat, the claim needs {amount_sat}")
+                       f"committee epoch {epoch}'s confirmed reserve on {chain} holds {total} sat, "
+                       f"the claim needs {amount_sat}")
 
     def _notary_stub(self, datadir: Path) -> tuple[grpc.Channel, Any]:
         channel = channel_for(datadir)
@@ -406,7 +468,7 @@ class PegCoordinator:
         heights = {c: self.chain(c).height() for c in (request.source_chain, request.destination_chain)}
         message = request_to_pb(request, proofs)
         answers = []
-        for datadir in self.notaries:
+        for datadir in self.notaries_by_epoch.get(request.epoch, []):
             name = datadir.name
             try:
                 self.wait_synced(datadir, heights, sync_timeout)
@@ -421,7 +483,7 @@ class PegCoordinator:
                 else:
                     answers.append(NotaryAnswer(name, refusal=Refusal(r.refusal.reason, r.refusal.detail)))
             except grpc.RpcError as e:
-                answers.append(NotaryAnswer(name, error=_rpc_details(e)))
+                answers.append(NotaryAnswer(name, error=rpc_details(e)))
             except WireError as e:
                 answers.append(NotaryAnswer(name, error=f"malformed answer: {e}"))
             finally:
@@ -440,14 +502,20 @@ class PegCoordinator:
                                 destination_height=self.chain(dest).height())
 
     def broadcast(self, request: ReleaseRequest, assembly: Assembly) -> str:
-        """Record the release's change as a reserve coin, then broadcast the release."""
-        dest = request.destination_chain
+        """Record the release's change as a reserve coin and the deposit as the committee's, then broadcast."""
+        dest, epoch = request.destination_chain, request.epoch
+        committee = self.committee_of(epoch)
         tx = assembly.tx
-        spk = self.committee.reserve_script_pubkey(dest)
+        spk = committee.reserve_script_pubkey(dest)
         spent = {i.prevout for i in tx.inputs}
-        coins = [op for op in self.reserve_outpoints(dest) if op not in spent]
+        coins = [op for op in self.reserve_outpoints(dest, epoch) if op not in spent]
         coins += [OutPoint(tx.txid, i) for i, o in enumerate(tx.outputs) if o.script_pubkey == spk]
-        self._set_reserves(dest, coins)
+        self.set_reserves(dest, coins, epoch)
+        src = request.source_chain
+        deposits = dict(self.released_deposits(src, epoch))
+        dest_script = address_to_script(request.destination_address, get_params(dest).address_prefixes)
+        deposits[request.deposit] = committee.deposit_witness_script(src, dest, dest_script)
+        self.set_released_deposits(src, epoch, deposits.items())
         return self.chain(dest).send_raw(tx)
 
     def claim(
@@ -472,7 +540,7 @@ class PegCoordinator:
         try:
             result.txid = self.broadcast(request, result.assembly)
         except grpc.RpcError as e:
-            result.error = AssemblyError("peg-broadcast-rejected", _rpc_details(e))
+            result.error = AssemblyError("peg-broadcast-rejected", rpc_details(e))
         return result
 
     # --- status ------------------------------------------------------------------------------
@@ -494,7 +562,7 @@ class PegCoordinator:
                     "release_fee_sat": self.config.policy.release_fee_sat.get(chain),
                 }
             except grpc.RpcError as e:
-                chains[chain] = {"error": _rpc_details(e)}
+                chains[chain] = {"error": rpc_details(e)}
         notaries = []
         for d in self.notaries:
             try:
@@ -506,7 +574,7 @@ class PegCoordinator:
                                 **({"last_error": ch.last_error} if ch.last_error else {})} for ch in st.chains],
                 })
             except (grpc.RpcError, OSError, ValueError) as e:
-                notaries.append({"notary": d.name, "error": _rpc_details(e) if isinstance(e, grpc.RpcError) else str(e)})
+                notaries.append({"notary": d.name, "error": rpc_details(e) if isinstance(e, grpc.RpcError) else str(e)})
         return {
             "epoch": c.epoch, "threshold": c.threshold, "n": len(c.pubkeys),
             "committee_id": c.committee_id.hex(), "pubkeys": [pk.hex() for pk in c.pubkeys],

@@ -24,6 +24,10 @@ from canal.procs import NotaryProcess
 from daemons import ChainProcess
 from proto import chain_pb2 as pb
 from relay.attestation import InsufficientSignatures
+from base_chain.tx import OutPoint, TxOut
+from relay.committee import ReserveCoin
+from relay.notary import propose_release
+from relay.notary_wire import request_to_pb
 from relay.peg import PegCoordinator
 
 CONFIRMATIONS = {"alpha": 3, "beta": 4}
@@ -56,13 +60,12 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     root = tmp_path_factory.mktemp("peg")
     alpha = ChainProcess(root / "alpha", "alpha")
     beta = ChainProcess(root / "beta", "beta")
-    procs: list[Any] = [alpha, beta]
+    n = Net(root, alpha, beta, root / "peg", [])
     try:
         alpha.start()
         beta.start()
         alpha.generate(101)
         beta.generate(101)
-        n = Net(root, alpha, beta, root / "peg", [])
         dirs = [root / f"notary{i}" for i in range(3)]
         setup = ["setup", "--threshold", "2", "--alpha-datadir", str(alpha.datadir), "--beta-datadir", str(beta.datadir)]
         for d in dirs:
@@ -74,15 +77,15 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         assert out["threshold"] == 2 and len(out["pubkeys"]) == 3
         for d, spv in zip(dirs, ["beta", "alpha", None]):
             p = NotaryProcess(d, n.pegdir / "committee.json", alpha, beta, spv)
-            procs.append(p)
-            n.notaries.append(p.start())
+            n.notaries.append(p)
+            p.start()
         for c in ("alpha", "beta"):
             rc, out = peg(n, "fundreserve", "--chain", c, "--amount", "20")
             assert rc == 0, out
             n.chain(c).generate(1)
         yield n
     finally:
-        for p in reversed(procs):
+        for p in [*n.notaries, beta, alpha]:
             p.stop()
 
 
@@ -225,6 +228,17 @@ def test_forged_attestations_are_ignored_with_a_reason(net: Net) -> None:
         address = coordinator.deposit_address("alpha", user)
         txid, vout = deposit(net, "beta", address, 30_000_000, CONFIRMATIONS["beta"])
         request, coins, proofs = coordinator.prepare_claim("beta", bytes.fromhex(txid)[::-1], vout)
+
+        # notary0 follows beta by headers only: no proof, no deposit; a doctored proof is refused with its reason.
+        spv = net.notaries[0].rpc
+        r = spv.SignRelease(request_to_pb(request, proofs[1:]))
+        assert r.refusal.reason == "peg-deposit-missing"
+        assert "SPV view of beta" in r.refusal.detail and "no merkle proof" in r.refusal.detail
+        tx, proof = proofs[0]
+        doctored = bytearray(proof)
+        doctored[100] ^= 1  # inside the header or the hashes: the root or the header no longer matches
+        r = spv.SignRelease(request_to_pb(request, [(tx, bytes(doctored)), *proofs[1:]]))
+        assert r.refusal.reason == "peg-deposit-missing" and "merkle proof refused" in r.refusal.detail, r
         answers = coordinator.ask(request, proofs)
         sigs = [a.signature for a in answers if a.signature is not None]
         assert len(sigs) == 3, answers
@@ -244,3 +258,55 @@ def test_forged_attestations_are_ignored_with_a_reason(net: Net) -> None:
     net.alpha.generate(1)
     assert net.alpha.rpc.GetRawTransaction(pb.GetRawTransactionRequest(txid=txid_out)).confirmations == 1
     assert received(net.alpha, user) == [30_000_000 - FEES["alpha"]]
+
+
+def test_rotation_sweeps_to_the_next_committee_and_the_old_keys_expire(net: Net) -> None:
+    # A deposit to epoch 0's address, deep enough but not claimed before the rotation.
+    user = new_address(net.beta)
+    rc, out = peg(net, "depositaddress", "--to", "beta", "--dest", user)
+    old_txid, old_vout = deposit(net, "alpha", out["deposit_address"], 30_000_000, CONFIRMATIONS["alpha"])
+
+    new_dirs = [net.root / f"notary{i}" for i in (3, 4, 5)]
+    args = ["rotate", "--threshold", "2", "--grace", "alpha=2", "--grace", "beta=3"]
+    for d in new_dirs:
+        args += ["--new-notary-datadir", str(d)]
+    rc, plan = peg(net, *args)
+    assert rc == 0, plan
+    assert (plan["old_epoch"], plan["new_epoch"]) == (0, 1) and set(plan["sweeps"]) == {"alpha", "beta"}
+    # The alpha sweep moves the alpha reserve and the deposits already released (peg-in deposits).
+    assert plan["sweeps"]["alpha"]["inputs"] > 1
+
+    # The operators restart the old notaries with the new committee file and start the new ones.
+    for n in net.notaries:
+        n.stop()
+        n.start()
+    for d, spv in zip(new_dirs, ["alpha", None, "beta"]):
+        p = NotaryProcess(d, net.pegdir / "committee.json", net.alpha, net.beta, spv)
+        net.notaries.append(p)
+        p.start()
+    for chain in ("alpha", "beta"):
+        rc, out = peg(net, "sweep", "--chain", chain)
+        assert rc == 0, out
+        assert out["sweep_txid"] == plan["sweeps"][chain]["txid"] and len(out["signed"]) == 3
+        net.chain(chain).generate(1)
+        assert reserve_sat(net, chain) == plan["sweeps"][chain]["amount_sat"]  # epoch 1's reserve: the sweep
+
+    # New deposit addresses are epoch 1's; the new notaries release them.
+    user2, _, out = peg_across(net, "alpha", 20_000_000)
+    assert out["epoch"] == 1 and {s["notary"] for s in out["signed"]} <= {"notary3", "notary4", "notary5"}
+    net.beta.generate(1)
+    assert received(net.beta, user2) == [20_000_000 - FEES["beta"]]
+
+    # Past its grace period the old key set signs no release, whatever coins it is offered.
+    net.beta.generate(3)
+    with PegCoordinator(net.pegdir) as coordinator:
+        old = coordinator.committee_of(0)
+        coin = ReserveCoin(OutPoint(b"\x11" * 32, 0), TxOut(COIN, old.reserve_script_pubkey("beta")),
+                           old.reserve_witness_script("beta"))
+        request = propose_release(old, source_chain="alpha", deposit=OutPoint(bytes.fromhex(old_txid)[::-1], old_vout),
+                                  amount_sat=30_000_000, destination_chain="beta", destination_address=user,
+                                  fee_sat=FEES["beta"], coins=[coin])
+        answers = coordinator.ask(request, [])
+    assert [a.notary for a in answers] == ["notary0", "notary1", "notary2"]
+    assert [a.refusal.reason for a in answers if a.refusal] == ["peg-committee-expired"] * 3, answers
+    assert received(net.beta, user) == []
