@@ -12,9 +12,13 @@ It registers on the daemon's hooks and drives the sans-IO store:
 * the staggered broadcast: every ``trickle_s`` seconds the queued gossip goes to
   every other peer that asked for it (a ``gossip_timestamp_filter``; a peer
   without ``gossip_queries`` gets everything), never back to where it came from.
-* ``peer_handlers``: on connect we send ``gossip_timestamp_filter`` covering all
-  time (the peer answers with all it has: the initial sync), and re-send the
-  ``announcement_signatures`` of our public channels (BOLT 7 / BOLT 2 reestablish).
+* ``peer_handlers``: on connect (peer with ``gossip_queries``) we sync as lnd
+  does: ``query_channel_range`` over all blocks, then ``query_short_channel_ids``
+  (with per-channel query flags under ``gossip_queries_ex``) for what the replies
+  name that we lack or hold older, one query at a time; and a
+  ``gossip_timestamp_filter`` from an hour ago on, for the gossip made from now.
+  We also re-send the ``announcement_signatures`` of our public channels
+  (BOLT 7 / BOLT 2 reestablish).
 * ``block_handlers``: a spent funding output takes the channel out of the graph
   at once (the store forgets it 72 blocks later); our public channels that
   reached 6 confirmations exchange ``announcement_signatures``; with the peer's
@@ -44,6 +48,8 @@ from channels.state import ChannelState
 from channels.wire import Message
 
 from .gossip import (
+    QUERY_OPTION_CHECKSUMS,
+    QUERY_OPTION_TIMESTAMPS,
     AnnouncementSignatures,
     ChannelAnnouncement,
     ChannelUpdate,
@@ -79,6 +85,8 @@ ANNOUNCE_DEPTH = 6
 DEFAULT_TRICKLE_S = 2.0
 """Seconds between two rounds of the staggered broadcast (lnd's trickledelay, short for a small network)."""
 _ALL_TIME = 0xFFFFFFFF
+FILTER_SLACK_S = 3600
+"""Our gossip_timestamp_filter starts this long before the connection (the range queries cover older gossip)."""
 
 _FROM_PEERS = (ChannelAnnouncement, ChannelUpdate, NodeAnnouncement, QueryChannelRange, QueryShortChannelIds,
                GossipTimestampFilter)
@@ -116,6 +124,8 @@ class GossipNode:
         self._queue: list[tuple[Message, str | None]] = []
         self._filters: dict[str, GossipTimestampFilter] = {}
         self._sigs_sent: set[tuple[str, bytes]] = set()
+        self._queries: dict[str, list[QueryShortChannelIds]] = {}
+        """Per peer: our query_short_channel_ids not yet sent, behind the one in flight (BOLT 7: one at a time)."""
         self._node_announced = False
         self._lock = trio.Lock()
         node.message_handlers.append(self.on_message)
@@ -158,12 +168,21 @@ class GossipNode:
             await self._on_announcement_signatures(peer, msg)
             return
         if isinstance(msg, ReplyChannelRange):
-            both_ex = self._supports(peer, Feature.gossip_queries_ex)
-            query = self.store.query_for_reply(msg, with_flags=both_ex)
+            if msg.chain_hash not in self.chain_hashes:
+                return
+            query = self.store.query_for_reply(msg, with_flags=self._supports(peer, Feature.gossip_queries_ex))
             if query is not None:
-                await peer.link.send(query)
+                waiting = self._queries.setdefault(peer.pubkey_hex, [])
+                waiting.append(query)
+                if len(waiting) == 1:
+                    await peer.link.send(query)
             return
         if isinstance(msg, ReplyShortChannelIdsEnd):
+            waiting = self._queries.get(peer.pubkey_hex, [])
+            if waiting:
+                waiting.pop(0)
+            if waiting:
+                await peer.link.send(waiting[0])
             return
         assert isinstance(msg, _FROM_PEERS)
         if isinstance(msg, GossipTimestampFilter) and msg.chain_hash in self.chain_hashes:
@@ -257,11 +276,16 @@ class GossipNode:
         key = peer.pubkey_hex
         if not connected:
             self._filters.pop(key, None)
+            self._queries.pop(key, None)
             self._sigs_sent = {s for s in self._sigs_sent if s[0] != key}
             return
         try:
             if self._supports(peer, Feature.gossip_queries):
-                await peer.link.send(GossipTimestampFilter(self.chain_hash, 0, _ALL_TIME))
+                ex = self._supports(peer, Feature.gossip_queries_ex)
+                await peer.link.send(QueryChannelRange(self.chain_hash, 0, _ALL_TIME,
+                                                       QUERY_OPTION_TIMESTAMPS | QUERY_OPTION_CHECKSUMS if ex else None))
+                since = max(self.node.now() - FILTER_SLACK_S, 0)
+                await peer.link.send(GossipTimestampFilter(self.chain_hash, since, _ALL_TIME - since))
             async with self._lock:
                 await self._announce_channels(self.node.tip_height)
         except PeerLinkError as e:

@@ -198,3 +198,34 @@ async def test_a_spent_funding_output_takes_the_channel_out_of_the_graph(tmp_pat
     await g.on_block(SimpleNamespace(transactions=[]), 300 + 72, True)
     assert SCID not in g.store and SCID not in g.funding
     assert GraphStore(tmp_path / "graph.sqlite").rows() == []
+
+
+async def test_a_new_peer_syncs_the_graph_with_channel_range_queries(tmp_path: Path) -> None:
+    """Y (empty) connects to X (knows a channel): query_channel_range, reply, query_short_channel_ids, the gossip."""
+    from channels.peer import DEFAULT_FEATURES
+
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    dx, x, p1, _ = _gossip(tmp_path / "x")
+    for msg in (announcement(), update(0), update(1), node_ann(1), node_ann(2)):
+        await x.on_message(p1, msg)  # type: ignore[arg-type]
+    dy, y, _, _ = _gossip(tmp_path / "y")
+    for d in (dx, dy):
+        d.features = DEFAULT_FEATURES
+    init = SimpleNamespace(all_features=DEFAULT_FEATURES)
+    y_at_x, x_at_y = FakePeer("0y" * 33, FakeLink(their_init=init)), FakePeer("0x" * 33, FakeLink(their_init=init))
+    await y.on_peer(x_at_y, True)  # type: ignore[arg-type]
+    names = []
+    for _ in range(6):  # carry messages both ways until quiet
+        to_x, x_at_y.link.sent = x_at_y.link.sent, []
+        for m in to_x:
+            names.append(m.NAME)
+            await x.on_message(y_at_x, m)  # type: ignore[arg-type]
+        to_y, y_at_x.link.sent = y_at_x.link.sent, []
+        for m in to_y:
+            names.append(m.NAME)
+            await y.on_message(x_at_y, m)  # type: ignore[arg-type]
+    assert names[:2] == ["query_channel_range", "gossip_timestamp_filter"]
+    assert "reply_channel_range" in names and "query_short_channel_ids" in names
+    assert names[-1] == "reply_short_channel_ids_end" and "warning" not in names
+    assert len(y.graph.policies(SCID)) == 2 and y.store.node_announcement(pub(2).to_bytes()) is not None
