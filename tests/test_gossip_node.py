@@ -229,3 +229,26 @@ async def test_a_new_peer_syncs_the_graph_with_channel_range_queries(tmp_path: P
     assert "reply_channel_range" in names and "query_short_channel_ids" in names
     assert names[-1] == "reply_short_channel_ids_end" and "warning" not in names
     assert len(y.graph.policies(SCID)) == 2 and y.store.node_announcement(pub(2).to_bytes()) is not None
+
+
+def test_the_forwarder_sees_the_policy_book() -> None:
+    """outgoing_channels (what the forwarder decides with) takes each channel's policy from the book."""
+    from channels.state import ChannelState
+    from htlc.policy import outgoing_channels
+
+    def channel(txid: bytes) -> Any:
+        params = SimpleNamespace(funding_outpoint=OutPoint(txid, 0), funding_sat=CAPACITY,
+                                 remote=SimpleNamespace(channel_reserve_sat=1000))
+        ch = SimpleNamespace(state=ChannelState.NORMAL, commitments=SimpleNamespace(params=params),
+                             short_channel_id=SCID + txid[0], local_balance_msat=500_000_000)
+        return SimpleNamespace(channel=ch, channel_id=txid, peer=pub(2).to_bytes())
+
+    a, b = channel(b"\x01" * 32), channel(b"\x02" * 32)
+    book = PolicyBook()
+    book.update([f"{'01' * 32}:0"], lambda p: replace_fields(p, fee_base_msat=7000, fee_rate_ppm=300,
+                                                              time_lock_delta=144, max_htlc_msat=20_000))
+    view = outgoing_channels([a, b], set(), book, lambda scid: b"upd%d" % scid)
+    assert (view[0].policy.fee_base_msat, view[0].policy.fee_proportional_millionths,
+            view[0].policy.cltv_expiry_delta, view[0].policy.htlc_maximum_msat) == (7000, 300, 144, 20_000)
+    assert view[1].policy == ForwardingPolicy().for_capacity(CAPACITY)
+    assert view[0].channel_update == b"upd%d" % (SCID + 1) and view[0].available_msat == 499_000_000
