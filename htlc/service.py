@@ -542,6 +542,7 @@ class RouterServicer(router_grpc.RouterServicer, _Streams):
             secret: bytes | None = inv.payment_secret
             destination, payment_hash = inv.payee, inv.payment_hash
             final_delta = inv.min_final_cltv_expiry_delta
+            mpp = bool(inv.features >> int(Feature.basic_mpp) & 0b11)  # lnd splits only for a payee that says so
             hints = inv.route_hints
         else:
             hints = ()
@@ -559,6 +560,7 @@ class RouterServicer(router_grpc.RouterServicer, _Streams):
             if secret is not None and len(secret) != 32:
                 raise invalid("payment_addr must be 32 bytes")
             final_delta = r.final_cltv_delta or DEFAULT_FINAL_CLTV_DELTA
+            mpp = bool({int(Feature.basic_mpp), int(Feature.basic_mpp) + 1} & set(r.dest_features))
             if not amount:
                 raise invalid("amount must be specified")
         if amount <= 0:
@@ -580,7 +582,7 @@ class RouterServicer(router_grpc.RouterServicer, _Streams):
             payment_secret=secret, keysend_preimage=keysend, payment_request=r.payment_request.strip(),
             custom_records=custom, outgoing_chan_ids=tuple(r.outgoing_chan_ids), cltv_limit=r.cltv_limit,
             route_hints=hints, fee_limit_msat=fee_limit, timeout_s=float(r.timeout_seconds or DEFAULT_TIMEOUT_S),
-            max_parts=r.max_parts or DEFAULT_MAX_PARTS, last_hop=last_hop,
+            max_parts=(r.max_parts or DEFAULT_MAX_PARTS) if mpp else 1, last_hop=last_hop,
         )
 
     def SendPaymentV2(self, request: router_pb.SendPaymentRequest,
