@@ -13,6 +13,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -24,7 +25,8 @@ from daemons import ChainProcess, LightningProcess, wait_for
 
 from base_chain.crypto import PrivateKey
 from base_chain.params import get_params
-from canal.procs import BridgeProcess
+from canal.demo_bridge import BridgeNetwork as Net
+from canal.demo_bridge import start_bridge_network
 from htlc.invoice import Invoice, RouteHintHop, encode_invoice, invoice_prefix
 from htlc.invoices import HOLD_EXPIRY_DELTA, MIN_CLTV_EXPIRY_DELTA
 from proto import bridge_pb2 as br
@@ -142,55 +144,22 @@ def test_swap_states_and_store_survive_a_restart(tmp_path: Path) -> None:
 RATE = "5/2"
 
 
-class Net:
-    def __init__(self, tmp: Path) -> None:
-        self.procs: list[Any] = []
-        self.alpha = self._start(ChainProcess(tmp / "alpha", chain="alpha"))
-        self.beta = self._start(ChainProcess(tmp / "beta", chain="beta"))
-        self.payer = self._start(LightningProcess(tmp / "payer", self.alpha))
-        self.bridge_a = self._start(LightningProcess(tmp / "bridge-alpha", self.alpha))
-        self.bridge_b = self._start(LightningProcess(tmp / "bridge-beta", self.beta))
-        self.payee = self._start(LightningProcess(tmp / "payee", self.beta))
-        self.bridged = BridgeProcess(tmp / "bridged", self.bridge_a, self.bridge_b,
-                                     ["--rate", RATE, "--fee-base-msat", "2000", "--fee-ppm", "10000"])
-
-    def _start(self, p: Any) -> Any:
-        self.procs.append(p)
-        return p.start()
-
-    def stop(self) -> None:
-        for p in reversed(self.procs + [self.bridged]):
-            p.stop()
-
-
-def _fund_and_open(chain: ChainProcess, opener: LightningProcess, peer: LightningProcess, amount_sat: int) -> None:
-    addr = opener.rpc.NewAddress(ln.NewAddressRequest()).address
-    chain.rpc.SendToAddress(pb.SendToAddressRequest(address=addr, amount_sat=2 * amount_sat, fee_rate_sat_vb=2))
-    chain.generate(1)
-    wait_for(lambda: opener.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance > 0, 30, "funded")
-    opener.rpc.ConnectPeer(ln.ConnectPeerRequest(addr=ln.LightningAddress(
-        pubkey=peer.pubkey, host=f"127.0.0.1:{peer.info['listen_port']}")))
-    wait_for(lambda: peer.rpc.ListPeers(ln.ListPeersRequest()).peers, 20, "connected")
-    opener.rpc.OpenChannelSync(ln.OpenChannelRequest(node_pubkey=bytes.fromhex(peer.pubkey),
-                                                     local_funding_amount=amount_sat, sat_per_vbyte=2))
-    chain.generate(3)
-    for n in (opener, peer):
-        wait_for(lambda n=n: len(n.rpc.ListChannels(ln.ListChannelsRequest(active_only=True)).channels) == 1,
-                 30, "channel active")
-
-
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory):
-    n = Net(tmp_path_factory.mktemp("bridge"))
+    tmp = tmp_path_factory.mktemp("bridge")
+    chains: list[ChainProcess] = []
     try:
-        n.alpha.generate(101)
-        n.beta.generate(101)
-        _fund_and_open(n.alpha, n.payer, n.bridge_a, 1_000_000)
-        _fund_and_open(n.beta, n.bridge_b, n.payee, 400_000)
-        n.bridged.start()
-        yield n
+        for name in ("alpha", "beta"):
+            chains.append(ChainProcess(tmp / name, chain=name).start())
+        n = start_bridge_network(tmp, chains[0], chains[1],
+                                 bridge_args=["--rate", RATE, "--fee-base-msat", "2000", "--fee-ppm", "10000"])
+        try:
+            yield n
+        finally:
+            n.stop()
     finally:
-        n.stop()
+        for c in chains:
+            c.stop()
 
 
 def _local_msat(node: LightningProcess) -> int:
@@ -221,7 +190,7 @@ def _settled(*nodes: LightningProcess) -> bool:
 def test_cross_chain_payment_settles_on_both_chains(net: Net) -> None:
     n = net
     before = {name: _local_msat(p) for name, p in
-              [("payer", n.payer), ("bridge_a", n.bridge_a), ("bridge_b", n.bridge_b), ("payee", n.payee)]}
+              [("payer", n.payer), ("bridge_a", n.bridge_alpha), ("bridge_b", n.bridge_beta), ("payee", n.payee)]}
     invoice = n.payee.rpc.AddInvoice(ln.Invoice(memo="beta coffee", value=12_000))
     out = _bridge_cli(n, "quote", invoice.payment_request)
     assert out.returncode == 0, out.stderr
@@ -231,7 +200,7 @@ def test_cross_chain_payment_settles_on_both_chains(net: Net) -> None:
     assert swap["beta_amt_msat"] == 12_000_000 and swap["alpha_amt_msat"] == 30_000_000 + fee
     alpha_inv = n.payer.rpc.DecodePayReq(ln.PayReqString(pay_req=swap["alpha_payment_request"]))
     assert alpha_inv.payment_hash == bytes(invoice.r_hash).hex() and alpha_inv.num_msat == 30_000_000 + fee
-    assert alpha_inv.destination == n.bridge_a.pubkey and alpha_inv.cltv_expiry == swap["alpha_cltv_expiry"]
+    assert alpha_inv.destination == n.bridge_alpha.pubkey and alpha_inv.cltv_expiry == swap["alpha_cltv_expiry"]
     again = n.bridged.rpc.Quote(br.QuoteRequest(payment_request=invoice.payment_request))
     assert again.alpha_payment_request == swap["alpha_payment_request"]  # quoting twice: the same quote
 
@@ -245,10 +214,10 @@ def test_cross_chain_payment_settles_on_both_chains(net: Net) -> None:
                                if s.payment_hash == swap["payment_hash"] and s.state == br.Swap.SETTLED], 20,
                       "swap settled")
     assert listed[0].preimage == preimage.hex()
-    wait_for(lambda: _settled(n.payer, n.bridge_a, n.bridge_b, n.payee), 30, "HTLCs resolved")
+    wait_for(lambda: _settled(n.payer, n.bridge_alpha, n.bridge_beta, n.payee), 30, "HTLCs resolved")
     assert before["payer"] - _local_msat(n.payer) == 30_000_000 + fee
-    assert _local_msat(n.bridge_a) - before["bridge_a"] == 30_000_000 + fee
-    assert before["bridge_b"] - _local_msat(n.bridge_b) == 12_000_000
+    assert _local_msat(n.bridge_alpha) - before["bridge_a"] == 30_000_000 + fee
+    assert before["bridge_b"] - _local_msat(n.bridge_beta) == 12_000_000
     assert _local_msat(n.payee) - before["payee"] == 12_000_000
 
 
@@ -256,7 +225,7 @@ def test_quotes_are_refused_with_a_reason(net: Net) -> None:
     n = net
     expired = n.payee.rpc.AddInvoice(ln.Invoice(value=1_000, expiry=1))
     big = n.payee.rpc.AddInvoice(ln.Invoice(value=2_000_000))
-    alpha = n.bridge_a.rpc.AddInvoice(ln.Invoice(value=1_000))
+    alpha = n.bridge_alpha.rpc.AddInvoice(ln.Invoice(value=1_000))
     wait_for(lambda: time.time() > expired_at(n, expired.payment_request) + 1, 5, "invoice expired")
     for req, reason in [(expired.payment_request, "invoice expired"), (big.payment_request, "too large"),
                         (alpha.payment_request, "wrong chain")]:
@@ -265,6 +234,9 @@ def test_quotes_are_refused_with_a_reason(net: Net) -> None:
         assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and reason in (e.value.details() or "")
     out = _bridge_cli(n, "quote", big.payment_request)
     assert out.returncode == 1 and "too large" in out.stderr
+    info = json.loads(_bridge_cli(n, "getinfo").stdout)
+    assert info["alpha_chain"] == "lnalpha" and info["beta_chain"] == "lnbeta" and info["rate"] == RATE
+    assert info["beta_pubkey"] == n.bridge_beta.pubkey and 0 < info["beta_liquidity_msat"] < 400_000_000
 
 
 def expired_at(n: Net, payment_request: str) -> int:
@@ -286,9 +258,36 @@ def test_failed_beta_payment_cancels_the_alpha_htlc(net: Net) -> None:
     done = wait_for(lambda: [s for s in n.bridged.rpc.ListSwaps(br.ListSwapsRequest()).swaps
                              if s.payment_hash == swap.payment_hash and s.state == br.Swap.CANCELED], 20, "canceled")
     assert "beta payment failed" in done[0].reason
-    held = n.bridge_a.rpc.LookupInvoice(ln.PaymentHash(r_hash=invoice.r_hash))
+    held = n.bridge_alpha.rpc.LookupInvoice(ln.PaymentHash(r_hash=invoice.r_hash))
     assert held.state == ln.Invoice.CANCELED
-    wait_for(lambda: _settled(n.payer, n.bridge_a), 30, "HTLC failed back")
+    wait_for(lambda: _settled(n.payer, n.bridge_alpha), 30, "HTLC failed back")
     assert _local_msat(n.payer) == payer_before  # nothing lost
     listed = json.loads(_bridge_cli(n, "list", "--pending_only").stdout)
     assert listed["swaps"] == []
+
+
+def test_bridge_killed_while_beta_payment_in_flight_tracks_it_and_never_pays_twice(net: Net) -> None:
+    n = net
+    preimage = os.urandom(32)
+    payment_hash = hashlib.sha256(preimage).digest()
+    payee_invoices = inv_grpc.InvoicesStub(n.payee.channel())
+    beta_inv = payee_invoices.AddHoldInvoice(inv_pb.AddHoldInvoiceRequest(hash=payment_hash, value=7_000))
+    swap = n.bridged.rpc.Quote(br.QuoteRequest(payment_request=beta_inv.payment_request))
+    result: list[ln.Payment] = []
+    payer = threading.Thread(target=lambda: result.append(_pay(n.payer, swap.alpha_payment_request)), daemon=True)
+    payer.start()
+    # the beta HTLC is held by the payee: the bridge is PAYING, its payment IN_FLIGHT
+    wait_for(lambda: payee_invoices.LookupInvoiceV2(inv_pb.LookupInvoiceMsg(payment_hash=payment_hash)).state
+             == ln.Invoice.ACCEPTED, 30, "beta HTLC held")
+    assert [s.state for s in n.bridged.rpc.ListSwaps(br.ListSwapsRequest(pending_only=True)).swaps] == [br.Swap.PAYING]
+    n.bridged.kill()
+    n.bridged.start()
+    payee_invoices.SettleInvoice(inv_pb.SettleInvoiceMsg(preimage=preimage))
+    payer.join(60)
+    assert result and result[0].status == ln.Payment.SUCCEEDED and result[0].payment_preimage == preimage.hex()
+    done = wait_for(lambda: [s for s in n.bridged.rpc.ListSwaps(br.ListSwapsRequest()).swaps
+                             if s.payment_hash == payment_hash.hex() and s.state == br.Swap.SETTLED], 20, "settled")
+    assert done[0].preimage == preimage.hex()
+    beta_payments = [p for p in n.bridge_beta.rpc.ListPayments(ln.ListPaymentsRequest(include_incomplete=True)).payments
+                     if p.payment_hash == payment_hash.hex()]
+    assert len(beta_payments) == 1 and len(beta_payments[0].htlcs) == 1  # tracked after the restart, not resent
