@@ -84,3 +84,11 @@ class NotaryStore:
 
     def count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM redeemed").fetchone()[0])
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with write_transaction(self.conn):
+            self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))

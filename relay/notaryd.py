@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import grpc
 import trio
 
+from base_chain.block import Block
 from base_chain.crypto import PrivateKey
 from base_chain.params import get_params
 from base_chain.rpc import channel_for, make_server, write_rpc_endpoint
@@ -45,6 +46,7 @@ from proto import notary_pb2_grpc as npb_grpc
 
 from .notary import ChainView, Notary, Refusal, ReleaseRequest, ViewOutput
 from .notary_store import STATE_DB_FILE, NotaryStore
+from .attestation import release_binding
 from .committee import SweepRequest
 from .notary_wire import (
     WireError,
@@ -66,6 +68,8 @@ T = TypeVar("T")
 NOTARY_KEY_FILE = "notary.key"
 NODE_INFO_FILE = "node.json"
 RPC_TIMEOUT_S = 20.0
+REORG_RESCAN = 100
+"""Blocks read again when the last block read was reorganised out."""
 MAX_SWEEP_INPUTS = 500
 """Inputs of a sweep read from the node per request (a bigger sweep is refused as missing coins)."""
 _SVC = "/canalnotary.Notary/"
@@ -102,6 +106,23 @@ class FullNodeReader:
 
     def close(self) -> None:
         self._channel.close()
+
+    def hash_at(self, height: int) -> str | None:
+        """The best chain's block hash at ``height`` (display hex), None above the tip."""
+        try:
+            return str(self.stub.GetBlockHash(pb.GetBlockHashRequest(height=height), timeout=RPC_TIMEOUT_S).hash)
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                return None
+            raise
+
+    def block_at(self, height: int) -> Block | None:
+        """The best chain's block at ``height``, None above the tip."""
+        h = self.hash_at(height)
+        if h is None:
+            return None
+        raw = self.stub.GetBlock(pb.GetBlockRequest(blockhash=h, verbosity=0), timeout=RPC_TIMEOUT_S).hex
+        return Block.from_hex(raw)
 
     def tip(self) -> tuple[int, str]:
         info = self.stub.GetBlockchainInfo(pb.GetBlockchainInfoRequest(), timeout=RPC_TIMEOUT_S)
@@ -245,6 +266,8 @@ class NotaryDaemon:
                 write_rpc_endpoint(self.datadir, self.rpc_port)
                 self._write_node_info()
                 nursery.start_soon(self._signals)
+                for chain in self.readers:
+                    nursery.start_soon(self._watch_releases, chain)
                 membership = [c.epoch for c in self.config.committees if c.index_of(self.notary.pubkey) is not None]
                 log.info("notary %s: committees %s (member of %s), full views %s, spv view %s, rpc 127.0.0.1:%d",
                          self.notary.pubkey.hex(), [c.epoch for c in self.config.committees], membership,
@@ -269,6 +292,43 @@ class NotaryDaemon:
                 log.info("signal received, stopping")
                 self.request_stop()
                 return
+
+    async def _watch_releases(self, chain: str) -> None:
+        """Read every block of a fully-viewed chain for releases spending a committee reserve
+        (:meth:`Notary.observe_release`): deposits released with other notaries' signatures, or
+        attested before this notary lost its state, are then refused as redeemed."""
+        reader = self.readers[chain]
+        source = "beta" if chain == "alpha" else "alpha"
+        key = f"scanned:{chain}"
+        starts = [w.activation_height for c in self.config.committees for w in c.windows if w.chain == chain]
+        first = min(starts, default=0)
+        while True:
+            try:
+                stored = self.store.get_meta(key)  # "height:hash" of the last block read
+                next_height = first
+                if stored is not None:
+                    height_s, _, block_hash = stored.partition(":")
+                    now_there = await trio.to_thread.run_sync(reader.hash_at, int(height_s), abandon_on_cancel=True)
+                    # After a reorganisation, read the replaced blocks' successors again (observing twice is harmless).
+                    next_height = int(height_s) + 1 if now_there == block_hash else max(first, int(height_s) - REORG_RESCAN)
+                while True:
+                    block = await trio.to_thread.run_sync(reader.block_at, next_height, abandon_on_cancel=True)
+                    if block is None:
+                        break
+                    seen = [tx for tx in block.transactions if self.notary.observe_release(source, chain, tx)]
+                    keys = []
+                    for tx in seen:
+                        binding = release_binding(tx)
+                        if binding is not None:
+                            keys.append((source, binding[1]))
+                    if keys:
+                        self.store.record(self.notary.state, keys)
+                        log.info("%s block %d: %d release(s) seen", chain, next_height, len(keys))
+                    self.store.set_meta(key, f"{next_height}:{block.header.hash_hex()}")
+                    next_height += 1
+            except (grpc.RpcError, ValueError) as e:
+                log.warning("reading %s blocks: %s", chain, e)
+            await trio.sleep(self.poll_interval_s)
 
     def _write_node_info(self) -> None:
         info = {"pid": os.getpid(), "host": "127.0.0.1", "rpc_port": self.rpc_port,

@@ -121,11 +121,17 @@ class ChainClient:
         return bytes.fromhex(self.stub.GetTxOutProof(pb.GetTxOutProofRequest(txids=[txid[::-1].hex()]),
                                                      timeout=RPC_TIMEOUT_S).proof)
 
-    def utxo_confirmations(self, op: OutPoint) -> int | None:
-        """Confirmations of an unspent output (spends in the mempool count as spent), None if spent or unknown."""
-        r = self.stub.GetTxOut(pb.GetTxOutRequest(txid=op.txid[::-1].hex(), n=op.index, include_mempool=True),
-                               timeout=RPC_TIMEOUT_S)
+    def utxo_confirmations(self, op: OutPoint, include_mempool: bool = True) -> int | None:
+        """Confirmations of an unspent output, None if spent or unknown (with ``include_mempool``, a spend
+        in the mempool counts and an output of a mempool transaction has 0)."""
+        r = self.stub.GetTxOut(pb.GetTxOutRequest(txid=op.txid[::-1].hex(), n=op.index,
+                                                  include_mempool=include_mempool), timeout=RPC_TIMEOUT_S)
         return int(r.confirmations) if r.found else None
+
+    def confirmations(self, txid: bytes) -> int:
+        """Of a transaction: 0 if in the mempool or unknown."""
+        found = self.raw_tx(txid)
+        return 0 if found is None else found[1]
 
     def send_raw(self, tx: Transaction) -> str:
         return str(self.stub.SendRawTransaction(pb.SendRawTransactionRequest(hexstring=tx.hex()),
@@ -319,14 +325,20 @@ class PegCoordinator:
         ws = committee.reserve_witness_script(chain)
         spk = committee.reserve_script_pubkey(chain)
         out = []
-        for op in self.reserve_outpoints(chain, committee.epoch):
+        listed = self.reserve_outpoints(chain, committee.epoch)
+        gone = []
+        for op in listed:
             confs = client.utxo_confirmations(op)
-            if confs is None or confs < min_confirmations:
+            if confs is None:
+                if client.utxo_confirmations(op, include_mempool=False) is None and client.confirmations(op.txid):
+                    gone.append(op)  # created in a block and spent in one since
                 continue
             found = client.raw_tx(op.txid)
-            if found is None or found[0].outputs[op.index].script_pubkey != spk:
+            if confs < min_confirmations or found is None or found[0].outputs[op.index].script_pubkey != spk:
                 continue
             out.append((ReserveCoin(op, found[0].outputs[op.index], ws), confs))
+        if gone:
+            self.set_reserves(chain, [op for op in listed if op not in gone], committee.epoch)
         return out
 
     # --- addresses and funding ---------------------------------------------------------------
@@ -502,21 +514,27 @@ class PegCoordinator:
                                 destination_height=self.chain(dest).height())
 
     def broadcast(self, request: ReleaseRequest, assembly: Assembly) -> str:
-        """Record the release's change as a reserve coin and the deposit as the committee's, then broadcast."""
+        """Record the release's change as a reserve coin, broadcast, then count the deposit as the committee's.
+
+        In that order a crash or a rejected broadcast leaves at worst a change coin
+        that does not exist (reserve_coins skips it) and never an unreleased deposit
+        marked released (a rotation would sweep it). The spent reserve coins stay
+        listed until a block spends them.
+        """
         dest, epoch = request.destination_chain, request.epoch
         committee = self.committee_of(epoch)
         tx = assembly.tx
         spk = committee.reserve_script_pubkey(dest)
-        spent = {i.prevout for i in tx.inputs}
-        coins = [op for op in self.reserve_outpoints(dest, epoch) if op not in spent]
+        coins = self.reserve_outpoints(dest, epoch)
         coins += [OutPoint(tx.txid, i) for i, o in enumerate(tx.outputs) if o.script_pubkey == spk]
         self.set_reserves(dest, coins, epoch)
+        txid = self.chain(dest).send_raw(tx)
         src = request.source_chain
         deposits = dict(self.released_deposits(src, epoch))
         dest_script = address_to_script(request.destination_address, get_params(dest).address_prefixes)
         deposits[request.deposit] = committee.deposit_witness_script(src, dest, dest_script)
         self.set_released_deposits(src, epoch, deposits.items())
-        return self.chain(dest).send_raw(tx)
+        return txid
 
     def claim(
         self, source_chain: str, txid: bytes, vout: int, destination_address: str | None = None,

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ import pytest
 from base_chain.crypto import PrivateKey
 from canal.cli import main as canal_main
 from canal.procs import NotaryProcess
-from daemons import ChainProcess
+from daemons import ChainProcess, wait_for
 from proto import chain_pb2 as pb
+from proto import notary_pb2 as npb
 from relay.attestation import InsufficientSignatures
 from base_chain.tx import OutPoint, TxOut
 from relay.committee import ReserveCoin
@@ -45,6 +47,12 @@ class Net:
 
     def chain(self, name: str) -> ChainProcess:
         return self.alpha if name == "alpha" else self.beta
+
+
+def in_parallel(fn: Callable[[Any], Any], procs: Sequence[Any]) -> None:
+    """Start or stop processes side by side (each start waits for the daemon to serve)."""
+    with ThreadPoolExecutor(max_workers=max(1, len(procs))) as pool:
+        list(pool.map(fn, procs))
 
 
 def peg(net: Net, *args: str) -> tuple[int, Any]:
@@ -76,17 +84,17 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         assert rc == 0, out
         assert out["threshold"] == 2 and len(out["pubkeys"]) == 3
         for d, spv in zip(dirs, ["beta", "alpha", None]):
-            p = NotaryProcess(d, n.pegdir / "committee.json", alpha, beta, spv)
-            n.notaries.append(p)
-            p.start()
+            n.notaries.append(NotaryProcess(d, n.pegdir / "committee.json", alpha, beta, spv))
+        in_parallel(NotaryProcess.start, n.notaries)
         for c in ("alpha", "beta"):
             rc, out = peg(n, "fundreserve", "--chain", c, "--amount", "20")
             assert rc == 0, out
             n.chain(c).generate(1)
         yield n
     finally:
-        for p in [*n.notaries, beta, alpha]:
-            p.stop()
+        in_parallel(NotaryProcess.stop, n.notaries)
+        beta.stop()
+        alpha.stop()
 
 
 def new_address(node: ChainProcess) -> str:
@@ -168,6 +176,17 @@ def test_peg_in_depth_then_release_then_replays_refused(net: Net) -> None:
     rc, again = claim(net, "alpha", txid, vout)
     assert rc == 1
     assert {r["notary"]: r["reason"] for r in again["refused"]}["notary0"] == "peg-already-redeemed"
+
+    # A notary that lost its state altogether reads the release from the chain (it spends the reserve).
+    lost = net.notaries[2]
+    lost.kill()
+    for f in lost.datadir.glob("notary.sqlite*"):
+        f.unlink()
+    lost.start()
+    wait_for(lambda: lost.rpc.Status(npb.StatusRequest()).redeemed >= 1, 30, "notary2 to rescan beta")
+    rc, again = claim(net, "alpha", txid, vout)
+    assert rc == 1
+    assert {r["notary"]: r["reason"] for r in again["refused"]}["notary2"] == "peg-already-redeemed", again
     assert received(net.beta, user) == [amount - FEES["beta"]]
 
 
@@ -213,8 +232,7 @@ def test_fewer_than_m_notaries_cannot_release(net: Net) -> None:
         assert sorted(u["notary"] for u in out["unreachable"]) == ["notary1", "notary2"]
         assert out["release_txid"] is None
     finally:
-        down.start()
-        killed.start()
+        in_parallel(NotaryProcess.start, [down, killed])
     # Back to three: the same release (notary0 signs the identical bytes again) goes through.
     rc, out = claim(net, "alpha", txid, vout)
     assert rc == 0, out
@@ -260,6 +278,7 @@ def test_forged_attestations_are_ignored_with_a_reason(net: Net) -> None:
     assert received(net.alpha, user) == [30_000_000 - FEES["alpha"]]
 
 
+@pytest.mark.slow  # restarts three notaryds and starts three more (~20 s)
 def test_rotation_sweeps_to_the_next_committee_and_the_old_keys_expire(net: Net) -> None:
     # A deposit to epoch 0's address, deep enough but not claimed before the rotation.
     user = new_address(net.beta)
@@ -277,13 +296,10 @@ def test_rotation_sweeps_to_the_next_committee_and_the_old_keys_expire(net: Net)
     assert plan["sweeps"]["alpha"]["inputs"] > 1
 
     # The operators restart the old notaries with the new committee file and start the new ones.
-    for n in net.notaries:
-        n.stop()
-        n.start()
+    in_parallel(NotaryProcess.stop, net.notaries)
     for d, spv in zip(new_dirs, ["alpha", None, "beta"]):
-        p = NotaryProcess(d, net.pegdir / "committee.json", net.alpha, net.beta, spv)
-        net.notaries.append(p)
-        p.start()
+        net.notaries.append(NotaryProcess(d, net.pegdir / "committee.json", net.alpha, net.beta, spv))
+    in_parallel(NotaryProcess.start, net.notaries)
     for chain in ("alpha", "beta"):
         rc, out = peg(net, "sweep", "--chain", chain)
         assert rc == 0, out
