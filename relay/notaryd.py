@@ -39,6 +39,7 @@ from base_chain.params import get_params
 from base_chain.rpc import channel_for, make_server, write_rpc_endpoint
 from base_chain.rpc.tls import write_atomic
 from base_chain.tx import OutPoint, Transaction
+from channels.faults import CrashPoint
 from proto import chain_pb2 as pb
 from proto import chain_pb2_grpc as pb_grpc
 from proto import notary_pb2 as npb
@@ -241,6 +242,7 @@ class NotaryDaemon:
         self.relay: RelayDaemon | None = None
         self.trio_token: trio.lowlevel.TrioToken
         self.rpc_port = 0
+        self.crash = CrashPoint.from_env()
         self._stop = trio.Event()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -369,6 +371,7 @@ class NotaryDaemon:
             return npb.SignReleaseResponse(refusal=refusal_to_pb(result))
         # Persist before you promise: the record is durable before the signature leaves.
         self.store.record(self.notary.state, [(request.source_chain, request.deposit)])
+        self.crash.reached("persist:attestation")  # tests: CANAL_CRASH_AT dies here, the answer unsent
         log.info("signed release %s of deposit %s on %s", result.attestation.release_txid[::-1].hex(),
                  request.deposit, request.source_chain)
         return npb.SignReleaseResponse(signature=signature_to_pb(result))

@@ -6,14 +6,16 @@ notaries' signatures under the committee's script. What it keeps in its peg dir
 is bookkeeping any party could redo:
 
 ``peg.json``
-    where the committee file, the chain nodes and the notaries' data dirs are;
+    where the committee file, the chain nodes and each epoch's notaries' data dirs are;
 ``committee.json``
     the committee file (:mod:`relay.peg_config`) the notaries are started with;
 ``reserves.json``
-    the committee's reserve coins per chain (funding outputs, release change);
+    per committee epoch and chain, its reserve coins (funding outputs, release
+    change, rotation sweeps) and the deposits it has released (its coins too,
+    moved to the successor at a rotation: :mod:`relay.peg_rotation`);
 ``deposits.json``
-    the deposit addresses handed out, and the destination each one commits to
-    (the deposit script holds only its hash).
+    the deposit addresses handed out, the destination each one commits to
+    (the deposit script holds only its hash) and the epoch it belongs to.
 
 A claim (:meth:`PegCoordinator.claim`): read the deposit from the source chain
 node (its transaction and merkle proof), pick reserve coins on the destination
@@ -536,20 +538,12 @@ class PegCoordinator:
         self.set_released_deposits(src, epoch, deposits.items())
         return txid
 
-    def claim(
-        self, source_chain: str, txid: bytes, vout: int, destination_address: str | None = None,
-        *, tamper: Any = None,
-    ) -> ClaimResult:
-        """Ask the notaries to release a deposit; broadcast the release if M of them signed.
-
-        ``tamper`` (tests only) may replace the signatures before assembly.
-        """
+    def claim(self, source_chain: str, txid: bytes, vout: int, destination_address: str | None = None) -> ClaimResult:
+        """Ask the notaries to release a deposit; broadcast the release if M of them signed."""
         request, coins, proofs = self.prepare_claim(source_chain, txid, vout, destination_address)
         answers = self.ask(request, proofs)
         result = ClaimResult(request, answers)
         signatures = [a.signature for a in answers if a.signature is not None]
-        if tamper is not None:
-            signatures = tamper(signatures)
         try:
             result.assembly = self.assemble(request, coins, signatures)
         except AssemblyError as e:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -188,6 +189,29 @@ def test_peg_in_depth_then_release_then_replays_refused(net: Net) -> None:
     assert rc == 1
     assert {r["notary"]: r["reason"] for r in again["refused"]}["notary2"] == "peg-already-redeemed", again
     assert received(net.beta, user) == [amount - FEES["beta"]]
+
+
+def test_a_notary_killed_after_persisting_remembers_its_attestation(net: Net) -> None:
+    user = new_address(net.beta)
+    rc, out = peg(net, "depositaddress", "--to", "beta", "--dest", user)
+    txid, vout = deposit(net, "alpha", out["deposit_address"], 60_000_000, CONFIRMATIONS["alpha"])
+    crashing = net.notaries[0]  # follows beta by SPV only: it cannot learn the release from beta's blocks
+    crashing.stop()
+    os.environ["CANAL_CRASH_AT"] = "persist:attestation"
+    try:
+        crashing.start()
+    finally:
+        del os.environ["CANAL_CRASH_AT"]
+    rc, out = claim(net, "alpha", txid, vout)
+    assert rc == 0, out  # notary1 and notary2 suffice
+    assert [u["notary"] for u in out["unreachable"]] == ["notary0"]
+    assert not crashing.alive()
+    net.beta.generate(1)
+    assert received(net.beta, user) == [60_000_000 - FEES["beta"]]
+    crashing.start()
+    rc, again = claim(net, "alpha", txid, vout)
+    assert rc == 1
+    assert {r["notary"]: r["reason"] for r in again["refused"]}["notary0"] == "peg-already-redeemed", again
 
 
 def test_peg_out_end_to_end(net: Net) -> None:
