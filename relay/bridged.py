@@ -290,7 +290,10 @@ class BridgeDaemon:
     async def _drive(self, swap: Swap) -> None:
         while not swap.state.is_final:
             try:
+                before = swap
                 swap = await self._step(swap)
+                if swap == before:  # nothing new yet (an invoice still open, a payment still in flight)
+                    await trio.sleep(RETRY_S)
             except grpc.RpcError as e:
                 code = e.code() if isinstance(e, grpc.Call) else None
                 details = e.details() if isinstance(e, (grpc.Call, _StepError)) else str(e)
