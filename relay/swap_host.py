@@ -104,18 +104,19 @@ class ChainLink:
         def pays(tx: Transaction) -> bool:
             return any(o.script_pubkey == script_pubkey and o.amount_sat == amount_sat for o in tx.outputs)
 
-        tip = await self.client.height()
-        for height in range(max(0, from_height), tip + 1):
-            block = await self.client.block(await self.client.block_hash(height))
-            for tx in block.transactions:
-                if pays(tx):
-                    return tx
+        # The mempool first, then the blocks up to the tip read after it: a payment mined meanwhile is in those.
         mempool = await self.client._call(lambda: self.client.stub.GetRawMempool(pb.GetRawMempoolRequest(),
                                                                                   timeout=10))
         for txid in mempool.txids:
             found = await self.client.get_tx(txid)
             if found is not None and pays(found[0]):
                 return found[0]
+        tip = await self.client.height()
+        for height in range(max(0, from_height), tip + 1):
+            block = await self.client.block(await self.client.block_hash(height))
+            for tx in block.transactions:
+                if pays(tx):
+                    return tx
         return None
 
     async def pay(self, script_pubkey: bytes, amount_sat: int) -> Transaction:

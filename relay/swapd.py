@@ -111,6 +111,7 @@ class SwapDaemon:
         self._nursery: trio.Nursery
         self._stop = trio.Event()
         self._crash_at = os.environ.get(CRASH_ENV, "")
+        self._accepting: set[str] = set()
 
     @property
     def peer_address(self) -> str:
@@ -211,6 +212,7 @@ class SwapDaemon:
                     for runner in list(self.runners.values()):
                         if not runner.swap.is_finished():
                             await self._feed(runner, HeightObserved(link.name, height))
+                            await self._rebroadcast(runner, link.name)
                 with trio.move_on_after(POLL_S):
                     await wake.wait()
 
@@ -344,12 +346,23 @@ class SwapDaemon:
                 log.warning("swap %s: cannot fund the contract yet (%s), retrying", row.swap_id, details)
             await trio.sleep(RETRY_S * 5)
 
-    async def _broadcast(self, sid: str, effect: Broadcast) -> None:
+    async def _rebroadcast(self, runner: _Runner, chain: str) -> None:
+        """Our redeem or refund, unmined, is sent again on every block of its chain (a node that restarted
+        or dropped it from its mempool gets it back; a node that has it answers "already known")."""
+        pending = (runner.row.record or {}).get("pending")
+        tx = runner.swap.pending_tx
+        if (pending is None or tx is None or pending.get("chain") != chain or pending.get("mined_height") is not None
+                or runner.swap.is_finished()):
+            return
+        await self._broadcast(runner.row.swap_id, Broadcast(chain, tx, str(pending.get("kind", ""))), quiet=True)
+
+    async def _broadcast(self, sid: str, effect: Broadcast, quiet: bool = False) -> None:
         try:
             txid = await self._link(effect.chain).broadcast(effect.tx)
-            log.info("swap %s: %s %s broadcast on %s", sid, effect.kind, txid, effect.chain)
+            if not quiet:
+                log.info("swap %s: %s %s broadcast on %s", sid, effect.kind, txid, effect.chain)
         except BroadcastRejected as e:
-            log.warning("swap %s: %s %s rejected by %s: %s", sid, effect.kind, effect.tx.txid_hex(), effect.chain,
+            (log.debug if quiet else log.warning)("swap %s: %s %s rejected by %s: %s", sid, effect.kind, effect.tx.txid_hex(), effect.chain,
                         e.reason)
         except (ChainUnavailable, grpc.RpcError) as e:
             log.warning("swap %s: %s not broadcast (%s): the core sends it again", sid, effect.kind, e)
@@ -526,9 +539,17 @@ class SwapDaemon:
         row = self.store.get(swap_id)
         if row is None:
             raise ServiceError(grpc.StatusCode.NOT_FOUND, f"no swap {swap_id}")
-        if row.status != "pending_accept":
+        if row.status != "pending_accept" or swap_id in self._accepting:
             raise ServiceError(grpc.StatusCode.FAILED_PRECONDITION, f"swap {swap_id} is {row.status}, not waiting "
                                "for acceptance")
+        self._accepting.add(swap_id)
+        try:
+            return await self._accept(row)
+        finally:
+            self._accepting.discard(swap_id)
+
+    async def _accept(self, row: SwapRow) -> SwapRow:
+        swap_id = row.swap_id
         offer = row.offer
         terms = self._terms(Role.PARTICIPANT, offer, bytes.fromhex(offer["initiator_pkh"]))
         await self._check_balance(self._link(terms.our_chain.name), terms.our_amount_sat)

@@ -72,7 +72,12 @@ class Net:
         self.synced()
 
     def balances(self) -> dict[str, int]:
-        return {name: int(node.rpc.GetBalance(pb.GetBalanceRequest(minconf=1)).confirmed_sat)
+        """Each wallet's mined coins, mature or not (later blocks go to nobody's address: only swaps move these)."""
+        def mined(node: ChainProcess) -> int:
+            b = node.rpc.GetBalance(pb.GetBalanceRequest(minconf=1))
+            return int(b.confirmed_sat) + int(b.immature_sat)
+
+        return {name: mined(node)
                 for name, node in (("alice_alpha", self.alice_alpha), ("alice_beta", self.alice_beta),
                                    ("bob_alpha", self.bob_alpha), ("bob_beta", self.bob_beta))}
 
@@ -104,8 +109,6 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
             started.append(node)
         n.alice_alpha.generate(101)  # Alice's coins are on alpha, Bob's on beta
         n.bob_beta.generate(101)
-        n.alice_alpha.generate(100, n.burn["alpha"])  # every coinbase of theirs mature: balances stay put
-        n.bob_beta.generate(100, n.burn["beta"])
         n.synced()
         n.alice = start_swapd(n.root / "alice-swapd", n.alice_alpha, n.alice_beta)
         started.append(n.alice)
@@ -144,6 +147,18 @@ def test_full_swap_moves_coins_on_both_chains(net: Net, capsys: pytest.CaptureFi
     assert f"swap {swap_id}  participant  redeemed" in out and "to refund" in out
     assert canal_main(["swapcli", "--datadir", str(net.bob.datadir), "status", "nope"]) == 1
     assert "NOT_FOUND" in capsys.readouterr().err
+
+
+def test_offer_above_the_policy_waits_for_accept(net: Net, capsys: pytest.CaptureFixture[str]) -> None:
+    swap_id = net.initiate(COIN, 4 * COIN)  # Bob auto-accepts up to 3 beta
+    wait_for(lambda: swap_state(net.bob, swap_id) == "pending_accept", 30, "the offer to reach bob")
+    assert swap_state(net.alice, swap_id) == "proposed"
+    capsys.readouterr()
+    assert canal_main(["swapcli", "--datadir", str(net.bob.datadir), "--json", "accept", swap_id]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] in ("created", "awaiting_counter_contract")
+    assert canal_main(["swapcli", "--datadir", str(net.bob.datadir), "accept", swap_id]) == 1  # only once
+    assert "FAILED_PRECONDITION" in capsys.readouterr().err
+    assert net.finish(swap_id) == ["redeemed", "redeemed"]
 
 
 def test_participant_refuses_a_counter_contract_with_wrong_terms(net: Net) -> None:
