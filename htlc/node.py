@@ -155,6 +155,8 @@ class PaymentNode(ChannelNode):
             self.payer.htlc_resolved(mc, event)  # one of our own payments
             return
         self._save_forwarder()
+        self.payer.htlc_events.forward_resolved(self.forwarder.circuit(upstream.incoming), getattr(
+            upstream, "payment_preimage", None), int(self.clock() * 1e9))
         self._upstream_send.send_nowait(upstream)  # settled outside the manager's lock
 
     async def _on_htlc_onchain(self, mc: ManagedChannel, event: HtlcFulfilled | HtlcFailed) -> None:
@@ -257,6 +259,9 @@ class PaymentNode(ChannelNode):
         if isinstance(decision, Forward):
             await self._add_downstream(decision)
             return True
+        if isinstance(decision, FailBack):
+            self.payer.htlc_events.link_failed(mc.channel.short_channel_id or 0, htlc.htlc_id, htlc.amount_msat,
+                                               htlc.cltv_expiry, decision, int(self.clock() * 1e9))
         await self._settle_upstream(decision)
         return True
 
@@ -278,8 +283,14 @@ class PaymentNode(ChannelNode):
             await self.channels.command(out, add)
             log.info("forwarded HTLC %s -> %s (%d msat, fee %d msat)", fwd.incoming, fwd.channel_id.hex()[:16],
                      fwd.amount_msat, fwd.fee_msat)
+            self.payer.htlc_events.forwarded(self.forwarder.circuit(fwd.incoming), int(self.clock() * 1e9))
         except ChannelError as e:
+            circuit = self.forwarder.circuit(fwd.incoming)
             failback = self.forwarder.on_add_failed(fwd.incoming, e.reason)
+            if circuit is not None:
+                self.payer.htlc_events.link_failed(circuit.incoming_short_channel_id, fwd.incoming.htlc_id,
+                                                   circuit.incoming_amount_msat, circuit.incoming_cltv_expiry,
+                                                   failback, int(self.clock() * 1e9), circuit)
             self._save_forwarder()
             await self._settle_upstream(failback)
 

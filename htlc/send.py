@@ -18,6 +18,7 @@ from channels.transactions import HtlcDirection
 from . import pathfind
 from .failure import FailureCode, FailureDecodeError, FailureMessage, decode_failure
 from .graph import ChannelGraph
+from .htlc_events import HtlcEventHub
 from .invoice import RouteHintHop
 from .lifecycle import (
     BLOCK_PADDING,
@@ -209,6 +210,8 @@ class Payer:
         self.scorer = scorer if scorer is not None else Scorer()
         self.updates: Watchers[bytes, Payment] = Watchers()
         self._drivers: dict[bytes, trio.MemorySendChannel[_Outcome]] = {}
+        #: HTLC events (SubscribeHtlcEvents): our sends here, the node's forwards too.
+        self.htlc_events = HtlcEventHub()
 
     @property
     def graph(self) -> ChannelGraph:
@@ -353,6 +356,7 @@ class Payer:
         log.info("payment %s: HTLC %d offered on %s (%d msat incl. %d fee, cltv %d, %d hops)",
                  intent.payment_hash.hex(), attempt.htlc_id, mc.channel_id.hex(), amount, route.total_fee_msat, cltv,
                  len(route.hops))
+        self.htlc_events.sent(mc.channel.short_channel_id or 0, attempt.htlc_id, amount, cltv, self._now_ns())
         payment = self.store.get(intent.payment_hash)
         assert payment is not None
         self._publish(payment)
@@ -391,6 +395,8 @@ class Payer:
             return  # not ours (a forward) or a retransmission after a reconnection
         now = self._now_ns()
         driver = self._drivers.get(attempt.payment_hash)
+        self.htlc_events.send_resolved(mc.channel.short_channel_id or 0, event.htlc_id,
+                                       event.payment_preimage if isinstance(event, HtlcFulfilled) else None, now)
         if isinstance(event, HtlcFulfilled):
             if sha256(event.payment_preimage) != attempt.payment_hash:  # the channel checked it already
                 log.error("preimage for HTLC %d does not match its payment hash", event.htlc_id)

@@ -2,9 +2,10 @@
 and ``invoicesrpc.Invoices`` (lnd's names, fields, enums and macaroon permissions).
 
 - ``lnrpc.Lightning``: AddInvoice, LookupInvoice, ListInvoices, SubscribeInvoices, DecodePayReq,
-  ListPayments, FeeReport, ForwardingHistory (a mixin composed onto the channel node's servicer:
+  ListPayments, QueryRoutes, FeeReport, ForwardingHistory (a mixin composed onto the channel node's servicer:
   :func:`payment_servicer_class`);
-- ``routerrpc.Router``: SendPaymentV2 and TrackPaymentV2 (server streams of ``lnrpc.Payment``);
+- ``routerrpc.Router``: SendPaymentV2 and TrackPaymentV2 (server streams of ``lnrpc.Payment``),
+  SubscribeHtlcEvents (:mod:`htlc.htlc_events`);
 - ``invoicesrpc.Invoices``: SubscribeSingleInvoice, LookupInvoiceV2, CancelInvoice, AddHoldInvoice,
   SettleInvoice (hold invoices: see :mod:`htlc.invoices`).
 
@@ -52,6 +53,7 @@ from .payments import (
     Route,
 )
 from .policy import DEFAULT_FEE_BASE_MSAT, DEFAULT_FEE_PPM, route_hints_to_us
+from .htlc_events import HtlcEvent
 from .lifecycle import DEFAULT_MAX_PARTS, DEFAULT_TIMEOUT_S
 from .pathfind import NoRouteError
 from .send import DEFAULT_FINAL_CLTV_DELTA, KEYSEND_RECORD, PaymentIntent, RouteQuery, stored_route
@@ -149,6 +151,30 @@ def route_hints_from_pb(hints: Iterable[ln.RouteHint]) -> tuple[tuple[RouteHintH
                      for hint in hints if hint.hop_hints)
     except (ValueError, InvoiceError) as e:
         raise invalid(f"invalid route hint: {e}") from None
+
+
+def htlc_event_to_pb(e: HtlcEvent) -> router_pb.HtlcEvent:
+    """lnd's ``HtlcEvent``: ids, time, type and the one event of the ``event`` oneof."""
+    info = router_pb.HtlcInfo(incoming_timelock=e.incoming_timelock, outgoing_timelock=e.outgoing_timelock,
+                              incoming_amt_msat=e.incoming_amt_msat, outgoing_amt_msat=e.outgoing_amt_msat)
+    out = router_pb.HtlcEvent(
+        incoming_channel_id=e.incoming_channel_id, outgoing_channel_id=e.outgoing_channel_id,
+        incoming_htlc_id=e.incoming_htlc_id, outgoing_htlc_id=e.outgoing_htlc_id, timestamp_ns=e.timestamp_ns,
+        event_type=router_pb.HtlcEvent.EventType.Name(int(e.event_type)))
+    if e.kind == "forward":
+        out.forward_event.CopyFrom(router_pb.ForwardEvent(info=info))
+    elif e.kind == "settle":
+        out.settle_event.CopyFrom(router_pb.SettleEvent(preimage=e.preimage))
+    elif e.kind == "forward_fail":
+        out.forward_fail_event.CopyFrom(router_pb.ForwardFailEvent())
+    else:
+        try:
+            wire = ln.Failure.FailureCode.Value(FailureCode(e.wire_failure).name)
+        except ValueError:
+            wire = ln.Failure.UNKNOWN_FAILURE
+        out.link_fail_event.CopyFrom(router_pb.LinkFailEvent(
+            info=info, wire_failure=wire, failure_detail=router_pb.NO_DETAIL, failure_string=e.failure_string))
+    return out
 
 
 def default_fee_limit_msat(amount_msat: int) -> int:
@@ -596,6 +622,16 @@ class RouterServicer(router_grpc.RouterServicer, _Streams):
 
         first, recv = self.run(context, start)
         yield from self.follow_payment(context, first, recv, request.no_inflight_updates)
+
+    def SubscribeHtlcEvents(self, request: router_pb.SubscribeHtlcEventsRequest,
+                            context: grpc.ServicerContext) -> Iterator[router_pb.HtlcEvent]:
+        async def start() -> trio.MemoryReceiveChannel[HtlcEvent]:
+            return self.node.payer.htlc_events.subscribe()
+
+        recv = self.run(context, start)
+        yield router_pb.HtlcEvent(subscribed_event=router_pb.SubscribedEvent())  # lnd's first message
+        for event in self.stream(context, recv):
+            yield htlc_event_to_pb(event)
 
     def TrackPaymentV2(self, request: router_pb.TrackPaymentRequest,
                        context: grpc.ServicerContext) -> Iterator[ln.Payment]:

@@ -1,0 +1,244 @@
+"""Integration: pathfinding, retries and MPP over real daemons (six `canal channeld` on one regtest chaind).
+
+    A ── B ── C ── D ── E          every channel public; A learns the graph by BOLT 7 gossip
+          └── F ──┘                F charges more (5 sat base fee), so routes prefer C
+
+A queries a 4-hop route to E; B pays E an MPP payment larger than any of its channels (split over C
+and F); C then drains its side of C–D, and A's next payment fails at C (temporary_channel_failure) and
+is retried through F (the SendPaymentV2 stream shows both attempts); an expired invoice and an already
+paid one are refused with lnd's errors, and a second payer of a paid invoice gets INCORRECT_PAYMENT_DETAILS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from daemons import ChainProcess, LightningProcess, wait_for
+from proto import chain_pb2 as pb
+from proto import invoices_pb2 as inv_pb
+from proto import invoices_pb2_grpc as inv_grpc
+from proto import lightning_pb2 as ln
+from proto import router_pb2 as router
+
+MIDDLE = 1_000_000  # sat: B–C, C–D, B–F, F–D
+F_BASE_FEE_MSAT = 5_000
+
+
+def _fund(chain: ChainProcess, node: LightningProcess, sat: int) -> None:
+    addr = node.rpc.NewAddress(ln.NewAddressRequest()).address
+    chain.rpc.SendToAddress(pb.SendToAddressRequest(address=addr, amount_sat=sat, fee_rate_sat_vb=2))
+
+
+def _connect(a: LightningProcess, b: LightningProcess) -> None:
+    a.rpc.ConnectPeer(ln.ConnectPeerRequest(addr=ln.LightningAddress(
+        pubkey=b.pubkey, host=f"127.0.0.1:{b.info['listen_port']}")))
+    wait_for(lambda: any(p.pub_key == a.pubkey for p in b.rpc.ListPeers(ln.ListPeersRequest()).peers), 20, "peer")
+
+
+def _open(a: LightningProcess, b: LightningProcess, sat: int) -> None:
+    _connect(a, b)
+    a.rpc.OpenChannelSync(ln.OpenChannelRequest(node_pubkey=bytes.fromhex(b.pubkey), local_funding_amount=sat,
+                                                sat_per_vbyte=2))
+
+
+def _pay(sender: LightningProcess, payment_request: str, **kw: Any) -> list[ln.Payment]:
+    req = router.SendPaymentRequest(payment_request=payment_request, timeout_seconds=30, fee_limit_sat=50_000, **kw)
+    return list(sender.router.SendPaymentV2(req))
+
+
+class _HtlcEvents:
+    """A SubscribeHtlcEvents stream read in a thread (subscribed before this returns)."""
+
+    def __init__(self, node: LightningProcess) -> None:
+        self.events: list[Any] = []
+        self.call = node.router.SubscribeHtlcEvents(router.SubscribeHtlcEventsRequest())
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+        wait_for(lambda: bool(self.events), 10, "subscribed")
+
+    def _read(self) -> None:
+        try:
+            for event in self.call:
+                self.events.append(event)
+        except grpc.RpcError:
+            pass
+
+    def until(self, ok: Any) -> list[Any]:
+        wait_for(lambda: ok(list(self.events)), 10, "HTLC events")
+        return list(self.events)
+
+    def close(self) -> None:
+        self.call.cancel()
+        self.thread.join(5)
+
+
+def _full_graph(node: LightningProcess) -> bool:
+    g = node.rpc.DescribeGraph(ln.ChannelGraphRequest())
+    return len(g.edges) == 6 and all(e.HasField("node1_policy") and e.HasField("node2_policy") for e in g.edges)
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory):
+    tmp: Path = tmp_path_factory.mktemp("routing")
+    old = os.environ.get("CANAL_GOSSIP_TRICKLE_S")
+    os.environ["CANAL_GOSSIP_TRICKLE_S"] = "0.3"
+    chain = ChainProcess(tmp / "chain").start()
+    nodes: list[LightningProcess] = []
+    try:
+        nodes += [LightningProcess(tmp / n, chain, alias=n).start() for n in "ABCDEF"]
+        a, b, c, d, e, f = nodes
+        chain.generate(101)
+        for n in (a, b, c, d, f):
+            _fund(chain, n, 5_000_000)
+        chain.generate(1)
+        for n in (a, b, c, d, f):
+            wait_for(lambda n=n: n.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance > 0, 30, "funded")
+        f.rpc.UpdateChannelPolicy(ln.PolicyUpdateRequest(**{"global": True}, base_fee_msat=F_BASE_FEE_MSAT,
+                                                         fee_rate_ppm=1, time_lock_delta=80))
+        _open(a, b, 2_500_000)
+        _open(b, c, MIDDLE)
+        _open(b, f, MIDDLE)
+        _open(c, d, MIDDLE)
+        _open(f, d, MIDDLE)
+        _open(d, e, 3_000_000)
+        chain.generate(6)  # public channels are announced at 6 confirmations
+        for n, count in ((a, 1), (b, 3), (c, 2), (d, 3), (e, 1), (f, 2)):
+            wait_for(lambda n=n, count=count: len(n.rpc.ListChannels(
+                ln.ListChannelsRequest(active_only=True)).channels) == count, 30, "channels active")
+        wait_for(lambda: _full_graph(a), 60, "A's graph has all six channels and both policies")
+        yield chain, a, b, c, d, e, f
+    finally:
+        for p in [*nodes, chain]:
+            p.stop()
+        if old is None:
+            os.environ.pop("CANAL_GOSSIP_TRICKLE_S", None)
+        else:
+            os.environ["CANAL_GOSSIP_TRICKLE_S"] = old
+
+
+def test_queryroutes_four_hops(net) -> None:
+    chain, a, b, c, d, e, f = net
+    resp = a.rpc.QueryRoutes(ln.QueryRoutesRequest(pub_key=e.pubkey, amt=100_000))
+    [route] = resp.routes
+    assert [h.pub_key for h in route.hops] == [b.pubkey, c.pubkey, d.pubkey, e.pubkey]
+    assert route.hops[-1].amt_to_forward_msat == 100_000_000 and route.total_amt_msat == 100_000_000 + \
+        route.total_fees_msat
+    assert route.total_fees_msat == 3 * (1000 + 100)  # B, C and D: 1 sat + 1 ppm each (our own hop is free)
+    assert 0 < resp.success_prob <= 1
+    avoid_c = a.rpc.QueryRoutes(ln.QueryRoutesRequest(pub_key=e.pubkey, amt=100_000,
+                                                      ignored_nodes=[bytes.fromhex(c.pubkey)]))
+    assert [h.pub_key for h in avoid_c.routes[0].hops] == [b.pubkey, f.pubkey, d.pubkey, e.pubkey]
+    with pytest.raises(grpc.RpcError) as err:
+        a.rpc.QueryRoutes(ln.QueryRoutesRequest(pub_key=e.pubkey, amt=5_000_000))
+    assert "unable to find a path" in (err.value.details() or "")
+
+
+def test_mpp_larger_than_any_middle_channel(net) -> None:
+    chain, a, b, c, d, e, f = net
+    amount = 1_500_000  # sat: more than any of B's channels (or C–D, F–D) can carry
+    # B pays (a payer that knows only the a-priori odds, A, keeps them for the retry below).
+    # A payee whose invoice does not offer basic_mpp is not paid in parts: no single route carries it.
+    plain = e.rpc.AddInvoice(ln.Invoice(value=amount))
+    refused = _pay(b, plain.payment_request)[-1]
+    assert refused.status == ln.Payment.FAILED and not refused.htlcs
+    assert refused.failure_reason == ln.PaymentFailureReason.FAILURE_REASON_NO_ROUTE
+    # A hold invoice offers basic_mpp: E holds the parts until they add up, then settles them all.
+    preimage = os.urandom(32)
+    invoices = inv_grpc.InvoicesStub(e._channel)
+    hold = invoices.AddHoldInvoice(inv_pb.AddHoldInvoiceRequest(hash=hashlib.sha256(preimage).digest(), value=amount))
+    with ThreadPoolExecutor(1) as pool:
+        paying = pool.submit(_pay, b, hold.payment_request)
+        wait_for(lambda: e.rpc.LookupInvoice(ln.PaymentHash(r_hash=hashlib.sha256(preimage).digest())).state
+                 == ln.Invoice.ACCEPTED, 30, "all parts held at E")
+        invoices.SettleInvoice(inv_pb.SettleInvoiceMsg(preimage=preimage))
+        updates = paying.result(timeout=30)
+    final = updates[-1]
+    assert final.status == ln.Payment.SUCCEEDED, ln.PaymentFailureReason.Name(final.failure_reason)
+    assert final.payment_preimage == preimage.hex()
+    settled = [h for h in final.htlcs if h.status == ln.HTLCAttempt.SUCCEEDED]
+    assert len(settled) >= 2
+    assert sum(h.route.hops[-1].amt_to_forward_msat for h in settled) == amount * 1000
+    assert {h.route.hops[0].pub_key for h in settled} == {c.pubkey, f.pubkey}  # both of B's channels
+    for h in settled:
+        assert h.route.hops[-1].mpp_record.total_amt_msat == amount * 1000
+        assert h.route.hops[-1].mpp_record.payment_addr == hold.payment_addr
+    assert final.fee_msat == sum(h.route.total_fees_msat for h in settled) > 0
+    wait_for(lambda: e.rpc.LookupInvoice(ln.PaymentHash(r_hash=hashlib.sha256(preimage).digest())).state
+             == ln.Invoice.SETTLED, 20, "settled")
+
+
+def test_retry_through_f_after_c_is_drained(net) -> None:
+    chain, a, b, c, d, e, f = net
+    [cd] = c.rpc.ListChannels(ln.ListChannelsRequest(peer=bytes.fromhex(d.pubkey))).channels
+    drain = cd.local_balance - cd.local_constraints.chan_reserve_sat - 20_000
+    inv = d.rpc.AddInvoice(ln.Invoice(value=drain))
+    assert _pay(c, inv.payment_request)[-1].status == ln.Payment.SUCCEEDED
+    [cd] = c.rpc.ListChannels(ln.ListChannelsRequest(peer=bytes.fromhex(d.pubkey))).channels
+    assert cd.local_balance < 30_000
+
+    inv = e.rpc.AddInvoice(ln.Invoice(value=100_000, memo="retry"))
+    watched = {n: _HtlcEvents(n) for n in (a, c, f)}
+    updates = _pay(a, inv.payment_request)
+    final = updates[-1]
+    assert final.status == ln.Payment.SUCCEEDED, ln.PaymentFailureReason.Name(final.failure_reason)
+    first, second = final.htlcs
+    assert first.status == ln.HTLCAttempt.FAILED and second.status == ln.HTLCAttempt.SUCCEEDED
+    assert [h.pub_key for h in first.route.hops] == [b.pubkey, c.pubkey, d.pubkey, e.pubkey]
+    assert first.failure.code == ln.Failure.TEMPORARY_CHANNEL_FAILURE and first.failure.failure_source_index == 2
+    assert [h.pub_key for h in second.route.hops] == [b.pubkey, f.pubkey, d.pubkey, e.pubkey]
+    assert final.fee_msat == second.route.total_fees_msat == (1000 + 100) + (F_BASE_FEE_MSAT + 100) + (1000 + 100)
+    # the stream showed the attempts as they went: one in flight, then failed while the payment went on
+    states = [(u.status, [h.status for h in u.htlcs]) for u in updates]
+    assert (ln.Payment.IN_FLIGHT, [ln.HTLCAttempt.IN_FLIGHT]) in states
+    assert (ln.Payment.IN_FLIGHT, [ln.HTLCAttempt.FAILED, ln.HTLCAttempt.IN_FLIGHT]) in states
+
+    # SubscribeHtlcEvents: A saw its two sends, C refused the forward, F forwarded and settled
+    sends = watched[a].until(lambda ev: [x.WhichOneof("event") for x in ev] == [
+        "subscribed_event", "forward_event", "forward_fail_event", "forward_event", "settle_event"])
+    assert all(x.event_type == router.HtlcEvent.SEND for x in sends[1:])
+    assert sends[2].outgoing_htlc_id == sends[1].outgoing_htlc_id and sends[4].settle_event.preimage.hex() == \
+        final.payment_preimage
+    refused = watched[c].until(lambda ev: any(x.HasField("link_fail_event") for x in ev))
+    [link_fail] = [x for x in refused if x.HasField("link_fail_event")]
+    assert link_fail.event_type == router.HtlcEvent.FORWARD
+    assert link_fail.link_fail_event.wire_failure == ln.Failure.TEMPORARY_CHANNEL_FAILURE
+    assert link_fail.incoming_channel_id == first.route.hops[1].chan_id
+    assert link_fail.link_fail_event.info.incoming_amt_msat == first.route.hops[1].amt_to_forward_msat + \
+        first.route.hops[2].fee_msat
+    forwarded = watched[f].until(lambda ev: [x.WhichOneof("event") for x in ev] == [
+        "subscribed_event", "forward_event", "settle_event"])
+    fwd = forwarded[1]
+    assert (fwd.incoming_channel_id, fwd.outgoing_channel_id) == (second.route.hops[1].chan_id,
+                                                                  second.route.hops[2].chan_id)
+    assert fwd.forward_event.info.incoming_amt_msat - fwd.forward_event.info.outgoing_amt_msat == F_BASE_FEE_MSAT + 100
+    assert forwarded[2].incoming_htlc_id == fwd.incoming_htlc_id
+    for w in watched.values():
+        w.close()
+
+    # paying it again is refused (lnd: ALREADY_EXISTS), and so is a second payer at the payee
+    with pytest.raises(grpc.RpcError) as err:
+        _pay(a, inv.payment_request)
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS and "already paid" in (err.value.details() or "")
+    again = _pay(b, inv.payment_request)[-1]
+    assert again.status == ln.Payment.FAILED
+    assert again.failure_reason == ln.PaymentFailureReason.FAILURE_REASON_INCORRECT_PAYMENT_DETAILS
+
+
+def test_expired_invoice_is_refused(net) -> None:
+    chain, a, b, c, d, e, f = net
+    inv = e.rpc.AddInvoice(ln.Invoice(value=1_000, expiry=1))
+    time.sleep(1.5)
+    with pytest.raises(grpc.RpcError) as err:
+        _pay(a, inv.payment_request)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "invoice expired" in (err.value.details() or "")
+    assert a.rpc.ListPayments(ln.ListPaymentsRequest(include_incomplete=True)).payments[-1].payment_hash != \
+        inv.r_hash.hex()
