@@ -210,7 +210,8 @@ class GossipNode:
         self._forgotten(result)
         who = "ours" if peer is None else peer.pubkey_hex[:16]
         if not result.accepted:
-            log.log(logging.INFO if result.warning else logging.DEBUG, "gossip (%s) not taken: %s", who, result.reason)
+            level = logging.WARNING if peer is None else logging.INFO if result.warning else logging.DEBUG
+            log.log(level, "gossip (%s) not taken: %s", who, result.reason)
         if peer is not None:
             if result.warning:
                 await peer.link.send_warning(result.reason)

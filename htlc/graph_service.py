@@ -189,6 +189,11 @@ class GraphLightningMixin(LightningServicer):
             if len(pub) != 33:
                 raise invalid("pub_key must be a 33-byte compressed public key")
             scids = [s for s in self._live_channels() if pub in self._nodes([s])]
+            if pub == self._gossip.node_id and self._gossip.store.node_announcement(pub) is None:
+                d = self.d  # as lnd: our own node is always in the graph, announced or not
+                node = ln.LightningNode(pub_key=pub.hex(), alias=d.alias, color="#" + pub[1:4].hex())
+                return ln.NodeInfo(node=node, num_channels=len(scids),
+                                   total_capacity=sum(self._capacity(s) for s in scids))
             if not scids and self._gossip.store.node_announcement(pub) is None:
                 raise LnRpcError(grpc.StatusCode.NOT_FOUND, "unable to find node")
             channels = [self._edge(s, request.include_auth_proof) for s in scids] if request.include_channels else []
