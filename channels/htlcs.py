@@ -35,6 +35,7 @@ from base_chain.crypto import PrivateKey, PublicKey
 from base_chain.sighash import SIGHASH_ALL
 from base_chain.tx import Transaction
 
+from .dust import check_dust_exposure
 from .effects import (
     ChannelError,
     CloseChannel,
@@ -330,6 +331,10 @@ class Commitments:
                 f"{in_flight} msat in flight would exceed the peer's max_htlc_value_in_flight_msat "
                 f"{p.remote.max_htlc_value_in_flight_msat}"
             )
+        dust = check_dust_exposure(self._local_view(), p.local.dust_limit_sat, reduced, p.remote.dust_limit_sat,
+                                   self._channel_type, local_extra=(Htlc(_OFFERED, add),))
+        if dust is not None:
+            raise ChannelError(dust)
         fee = commit_tx_fee_msat(reduced, p.remote.dust_limit_sat, self._channel_type)
         reserve = p.remote.channel_reserve_sat * 1000
         if p.is_funder:
