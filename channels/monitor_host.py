@@ -12,16 +12,23 @@ and the manager queues no resolver sweep for that channel. Channels without
 HTLCs, cooperative closes and breaches stay with :mod:`channels.resolver`; so
 does a channel whose monitor cannot be built (the manager falls back).
 
-Limitations (deliberate, for now):
+Durability: with a store (:class:`channels.monitor_store.MonitorStore`) each
+monitor's state is written after every call that may change it, before its
+actions go back to the manager; :meth:`MonitorHost.restore` brings them back
+after a restart and reports again the outgoing HTLCs already settled on chain
+(the payment layer ignores what it already knows).
 
-* Monitors live in memory only: a restart after the close loses them (as it
-  loses the manager's own sweep list).
-* :class:`NeedHtlcTxFunding` (zero-fee HTLC transactions of our own anchors
-  commitment) and :class:`NeedFeeBump` (CPFP through our anchor) need wallet
-  inputs: they are logged and skipped. HTLC claims from the *peer's*
-  commitment, and everything with ``static_remotekey``, need no wallet inputs.
-* :class:`HtlcResolved` / :class:`PreimageLearned` are logged and returned as
-  actions; the payment layer is not told yet (upstream fulfills on chain).
+Actions (:data:`HostAction`): :class:`BroadcastTx`; :class:`FundHtlcTx` (a
+zero-fee HTLC transaction of our anchors commitment: the manager adds wallet
+inputs, :mod:`channels.fee_inputs`, then :meth:`MonitorHost.complete_htlc_tx`);
+:class:`BumpCommitment` (CPFP through our anchor); :class:`OutgoingHtlcOnChain`
+(an HTLC we offered fulfilled on chain — at once when its preimage shows up —
+or failed once final: the manager's ``on_htlc_onchain`` hook tells the payment
+layer).
+
+Limitation: the manager adopts a monitor only once the close has confirmed, so
+:class:`NeedFeeBump` (asked while our commitment is unconfirmed) does not arise
+in ``canal channeld`` yet; the CPFP path is unit-tested.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ A channel pair is driven in memory (tests/test_channel_state.py's harness) until
 both commitments carry one HTLC each way; then one side force-closes and the
 MonitorData built from the live Channel by ``monitor_data_for_channel`` must make
 the monitor claim the HTLC outputs with transactions that pass the script
-interpreter. (The process-level test, with two ``canal channeld``, is still missing.)
+interpreter. With anchors our own HTLC transactions get wallet inputs (FundHtlcTx).
+The process-level test runs two ``canal channeld``: an outgoing HTLC of a force-closed
+anchors channel comes back by timeout on chain across SIGKILLs of its owner.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from channels.effects import Broadcast as ChannelBroadcast
 from channels.effects import LocalCommitmentPublished
 from channels.manager import ChannelManager, FundingWatch, ManagedChannel
 from base_chain.params import get_params
+from daemons import wait_for
 from base_chain.wallet import Wallet
 from channels.fee_inputs import fund_htlc_tx
 from channels.monitor_host import (
@@ -277,3 +280,112 @@ def test_manager_hands_force_close_with_htlcs_to_monitor(tmp_path: Path, local: 
     claimed = {txin.prevout.index for tx in spends.values() for txin in tx.inputs}
     assert htlc_indexes <= claimed
     assert any(preimage(2) in txin.witness for tx in spends.values() for txin in tx.inputs)
+
+
+# --- process level: two `canal channeld`, an anchors channel, our outgoing HTLC back by timeout -------------
+
+
+def _restart(proc: object) -> None:
+    """Start again; a kept peer port another process took meanwhile (a shared machine) is given up."""
+    try:
+        proc.start()  # type: ignore[attr-defined]
+    except RuntimeError as e:
+        if "Address already in use" not in str(e):
+            raise
+        proc.info.pop("listen_port", None)  # type: ignore[attr-defined]
+        proc.start()  # type: ignore[attr-defined]
+
+
+def _wait_log(proc: object, text: str, what: str) -> None:
+    wait_for(lambda: text in proc.stderr(), 60, what)  # type: ignore[attr-defined]
+
+
+def test_force_closed_anchors_htlc_times_out_across_kills(tmp_path: Path) -> None:
+    """alice pays bob, bob dies holding the HTLC (CANAL_CRASH_AT), alice force-closes her anchors
+    commitment. SIGKILLed after the close and again after her HTLC-timeout confirmed, alice still
+    funds that zero-fee HTLC-timeout from her wallet at the CLTV, the payment becomes FAILED,
+    and her to_local and the HTLC's second-stage output come back to her wallet."""
+    import os
+
+    from daemons import ChainProcess, LightningProcess
+
+    from proto import chain_pb2 as pb
+    from proto import lightning_pb2 as ln
+    from proto import router_pb2 as router
+
+    chain = ChainProcess(tmp_path / "chain").start()
+    alice = LightningProcess(tmp_path / "alice", chain)
+    bob = LightningProcess(tmp_path / "bob", chain)
+    try:
+        chain.generate(101)
+        alice.start()
+        os.environ["CANAL_CRASH_AT"] = "persist:on_revoke_and_ack"  # bob: the HTLC is irrevocably his
+        try:
+            bob.start()
+        finally:
+            del os.environ["CANAL_CRASH_AT"]
+        addr = alice.rpc.NewAddress(ln.NewAddressRequest()).address
+        chain.rpc.SendToAddress(pb.SendToAddressRequest(address=addr, amount_sat=100_000_000, fee_rate_sat_vb=2))
+        chain.generate(1)
+        wait_for(lambda: alice.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance > 0, 30, "funded")
+        alice.rpc.ConnectPeer(ln.ConnectPeerRequest(addr=ln.LightningAddress(
+            pubkey=bob.pubkey, host=f"127.0.0.1:{bob.info['listen_port']}")))
+        wait_for(lambda: bob.rpc.ListPeers(ln.ListPeersRequest()).peers, 20, "connected")
+        alice.rpc.OpenChannelSync(ln.OpenChannelRequest(node_pubkey=bytes.fromhex(bob.pubkey),
+                                                        local_funding_amount=1_000_000, sat_per_vbyte=2))
+        chain.generate(3)
+        wait_for(lambda: alice.rpc.ListChannels(ln.ListChannelsRequest(active_only=True)).channels, 30, "active")
+        invoice = bob.rpc.AddInvoice(ln.Invoice(value=50_000, memo="held by a dead node"))
+        try:
+            for _ in alice.router.SendPaymentV2(router.SendPaymentRequest(
+                    payment_request=invoice.payment_request, timeout_seconds=60), timeout=3):
+                pass
+        except Exception:  # noqa: BLE001 -- the stream outlives our 3 s: the payment stays in flight
+            pass
+        assert bob.proc is not None and bob.proc.wait(30) == -9  # bob died with the HTLC
+        chan = wait_for(lambda: [c for c in alice.rpc.ListChannels(ln.ListChannelsRequest()).channels
+                                 if c.pending_htlcs], 30, "alice's commitment holds the HTLC")[0]
+        expiry = chan.pending_htlcs[0].expiration_height
+        assert chan.commitment_type == ln.CommitmentType.ANCHORS
+        wallet_before = alice.rpc.WalletBalance(ln.WalletBalanceRequest()).total_balance
+        local = chan.local_balance
+        txid, _, index = chan.channel_point.partition(":")
+        close = alice.rpc.CloseChannel(ln.CloseChannelRequest(
+            channel_point=ln.ChannelPoint(funding_txid_str=txid, output_index=int(index)), force=True))
+        next(iter(close))
+        chain.generate(1)
+        _wait_log(alice, "on-chain monitor took over", "alice's monitor adopts the close")
+        alice.kill()  # 1: right after the close; blocks pass while alice is down
+        chain.generate(3)
+        _restart(alice)
+        _wait_log(alice, "on-chain monitor restored", "alice restores her monitor")
+        height = chain.height()
+        chain.generate(expiry - height)  # the CLTV: the HTLC-timeout may go in the next block
+        _wait_log(alice, "zero-fee HTLC tx for", "alice funds the HTLC-timeout from her wallet")
+        wait_for(lambda: len(chain.rpc.GetRawMempool(pb.GetRawMempoolRequest()).txids) >= 1, 30, "HTLC-timeout")
+        chain.generate(1)
+        alice.kill()  # 2: HTLC-timeout confirmed, its output still locked for to_self_delay
+        chain.generate(2)
+        _restart(alice)
+        chain.generate(6)  # reorg_safety_depth: the timeout is final, the payment fails
+
+        def failed() -> bool:
+            payments = alice.rpc.ListPayments(ln.ListPaymentsRequest(include_incomplete=True)).payments
+            return any(p.payment_hash == invoice.r_hash.hex() and p.status == ln.Payment.FAILED for p in payments)
+
+        wait_for(failed, 30, "the payment fails once the HTLC timed out on chain")
+        chain.generate(150)  # to_self_delay (144) on to_local and on the HTLC-timeout's output
+        # everything back but fees: the channel balance and the HTLC's 50,000 sat (two sweeps, maybe a block apart)
+        target = wallet_before + local + 50_000 - 15_000
+        for _ in range(4):
+            wait_for(lambda: chain.rpc.GetRawMempool(pb.GetRawMempoolRequest()).txids, 60, "a sweep")
+            chain.generate(1)
+            tip = chain.height()
+            wait_for(lambda: alice.rpc.GetInfo(ln.GetInfoRequest()).block_height == tip, 30, "alice at the tip")
+            if alice.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance > target:
+                break
+        balance = alice.rpc.WalletBalance(ln.WalletBalanceRequest())
+        assert balance.confirmed_balance > target and balance.unconfirmed_balance == 0, (wallet_before, local, balance)
+    finally:
+        for p in (alice, bob, chain):
+            p.stop()
