@@ -278,8 +278,7 @@ class PaymentLifecycle:
         where = "us" if source_index == 0 else hops[source_index - 1].node_id.hex()[:16] if source_index <= len(
             hops) else f"hop {source_index}"
         s.last_error = f"{name} at {where}" + (f": {message}" if message else "")
-        if update is not None:
-            self._apply_update(update)
+        applied = update is not None and self._apply_update(update)
         if code == UNREADABLE_FAILURE or not 0 <= source_index <= len(hops):
             for hop in hops[:-1]:  # somebody on the route garbled it: avoid its forwarding nodes for a while
                 self.scorer.node_failed(hop.node_id, now)
@@ -305,14 +304,16 @@ class PaymentLifecycle:
             s.excluded.add(erring)
         elif code & PERM or code == FailureCode.CHANNEL_DISABLED:
             s.excluded.add(nxt.short_channel_id)
-        elif update is None or code == FailureCode.TEMPORARY_CHANNEL_FAILURE:
+        elif not applied or code == FailureCode.TEMPORARY_CHANNEL_FAILURE:
             s.excluded.add((nxt.short_channel_id, channel_direction(erring, nxt.node_id)))
 
-    def _apply_update(self, u: ChannelPolicyUpdate) -> None:
+    def _apply_update(self, u: ChannelPolicyUpdate) -> bool:
+        """Apply a failure's channel_update to the graph: False when it is unknown or not newer (BOLT 7)."""
         for policy in self.graph.policies(u.short_channel_id):
             if policy.direction == u.direction:
-                self.graph.update_policy(
+                return self.graph.update_policy(
                     u.short_channel_id, policy.source, fee_base_msat=u.fee_base_msat,
                     fee_proportional_millionths=u.fee_proportional_millionths,
                     cltv_expiry_delta=u.cltv_expiry_delta, htlc_minimum_msat=u.htlc_minimum_msat,
                     htlc_maximum_msat=u.htlc_maximum_msat, disabled=u.disabled, last_update=u.timestamp)
+        return False

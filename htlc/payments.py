@@ -147,16 +147,20 @@ class AttemptFailure:
     height: int = 0
     flags: int = 0
     onion_sha256: bytes = b""
+    channel_update: bytes = b""
+    """The raw ``channel_update`` the failure carried (its type prefix included when the sender put one)."""
 
     def to_json(self) -> str:
         d = asdict(self)
         d["onion_sha256"] = self.onion_sha256.hex()
+        d["channel_update"] = self.channel_update.hex()
         return json.dumps(d)
 
     @classmethod
     def from_json(cls, text: str) -> AttemptFailure:
         d = json.loads(text)
         d["onion_sha256"] = bytes.fromhex(d["onion_sha256"])
+        d["channel_update"] = bytes.fromhex(d.get("channel_update", ""))
         return cls(**d)
 
 

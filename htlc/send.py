@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 import trio
 
-from base_chain.crypto import PrivateKey
+from base_chain.crypto import PrivateKey, PublicKey
 from base_chain.hashes import sha256
 from channels.effects import ChannelError, Effect, HtlcFailed, HtlcFulfilled
 from channels.manager import ManagedChannel
@@ -17,6 +17,8 @@ from channels.transactions import HtlcDirection
 
 from . import pathfind
 from .failure import FailureCode, FailureDecodeError, FailureMessage, decode_failure
+from .gossip import ChannelUpdate, GossipError
+from .gossip_sign import verify_channel_update
 from .graph import ChannelGraph
 from .htlc_events import HtlcEventHub
 from .invoice import RouteHintHop
@@ -24,6 +26,7 @@ from .lifecycle import (
     BLOCK_PADDING,
     DEFAULT_FINAL_CLTV_DELTA,
     KEYSEND_RECORD,
+    ChannelPolicyUpdate,
     Finished,
     PaymentIntent,
     PaymentLifecycle,
@@ -56,6 +59,7 @@ __all__ = [
     "RouteQuery",
     "Watchers",
     "decode_htlc_failure",
+    "failure_channel_update",
     "failure_reason_for",
     "final_hop_payload",
     "htlc_pending",
@@ -126,8 +130,27 @@ def attempt_failure(message: FailureMessage, source_index: int) -> AttemptFailur
     return AttemptFailure(
         code=message.code, source_index=source_index, message=str(message), htlc_msat=message.htlc_msat or 0,
         cltv_expiry=message.cltv_expiry or 0, height=message.height or 0, flags=message.disabled_flags or 0,
-        onion_sha256=message.sha256_of_onion or b"",
+        onion_sha256=message.sha256_of_onion or b"", channel_update=message.channel_update or b"",
     )
+
+
+def failure_channel_update(raw: bytes, erring_node: bytes) -> ChannelPolicyUpdate | None:
+    """The policy in a failure's ``channel_update`` if it is one the erring node signed (else None: ignored)."""
+    if not raw:
+        return None
+    if raw[:2] == ChannelUpdate.TYPE.to_bytes(2, "big"):
+        raw = raw[2:]  # lnd sends it with its type prefix
+    try:
+        update = ChannelUpdate.decode_payload(raw)
+        key = PublicKey.from_bytes(erring_node)
+        verify_channel_update(update, key, key)
+    except (ValueError, GossipError):
+        return None
+    return ChannelPolicyUpdate(
+        short_channel_id=update.short_channel_id, direction=update.direction, timestamp=update.timestamp,
+        fee_base_msat=update.fee_base_msat, fee_proportional_millionths=update.fee_proportional_millionths,
+        cltv_expiry_delta=update.cltv_expiry_delta, htlc_minimum_msat=update.htlc_minimum_msat,
+        htlc_maximum_msat=update.htlc_maximum_msat, disabled=update.disabled)
 
 
 def decode_htlc_failure(attempt: Attempt, event: HtlcFailed) -> AttemptFailure:
@@ -380,8 +403,13 @@ class Payer:
                         if preimage is not None:
                             lc.shard_succeeded(shard_id, preimage, self.node.clock())
                         elif failure is not None:
+                            shard = lc.s.in_flight.get(shard_id)
+                            update = None
+                            if shard is not None and 0 < failure.source_index <= len(shard.route.hops):
+                                erring = shard.route.hops[failure.source_index - 1].node_id
+                                update = failure_channel_update(failure.channel_update, erring)
                             lc.shard_failed(shard_id, failure.source_index, failure.code, self.node.clock(),
-                                            message=failure.message)
+                                            update, message=failure.message)
                 if await self._advance(lc, shards):
                     return
         finally:

@@ -420,3 +420,51 @@ def test_an_htlc_id_that_never_reached_the_channel_is_offered_again(tmp_path: Pa
         assert store.attempt_for_htlc(CHANNEL_ID, 7) == real
     finally:
         store.close()
+
+
+def test_mpp_payment_succeeds_once_no_part_is_in_flight(tmp_path: Path) -> None:
+    from htlc.payments import AttemptStatus as S
+
+    path = tmp_path / "payments.sqlite"
+    store = PaymentStore(path)
+    h = _sha(b"mpp")
+    store.init_payment(h, 30_000, NODE_PUB, "", 1)
+
+    def route(amount: int, fee: int) -> Route:
+        return Route(100, amount + fee, fee, (RouteHop(NODE_PUB, 1, amount, fee, 100),))
+
+    a1 = store.add_attempt(h, route(10_000, 5), b"k" * 32, CHANNEL_ID, 0, 2)
+    a2 = store.add_attempt(h, route(20_000, 7), b"k" * 32, CHANNEL_ID, 1, 2)
+    a3 = store.add_attempt(h, route(20_000, 9), b"k" * 32, CHANNEL_ID, 2, 2)
+    store.fail_attempt(a3.attempt_id, AttemptFailure(FailureCode.TEMPORARY_CHANNEL_FAILURE, 1), 3)
+    p = store.settle_attempt(a1.attempt_id, b"\x01" * 32, 4)
+    assert p.status is PaymentStatus.IN_FLIGHT and p.preimage == b"\x01" * 32  # a2 is still out
+    p = PaymentStore(path).fail_payment(h, FailureReason.ERROR)  # a preimage wins, even after a restart
+    assert p.status is PaymentStatus.IN_FLIGHT
+    p = store.settle_attempt(a2.attempt_id, b"\x01" * 32, 5)
+    assert p.status is PaymentStatus.SUCCEEDED and p.fee_msat == 5 + 7  # the failed part paid nothing
+    assert [a.status for a in p.attempts] == [S.SUCCEEDED, S.SUCCEEDED, S.FAILED]
+    with pytest.raises(PaymentExists):
+        store.init_payment(h, 30_000, NODE_PUB, "", 6)
+
+
+def test_failure_channel_update_is_taken_only_from_its_signer() -> None:
+    from htlc.gossip import ChannelUpdate
+    from htlc.gossip_sign import sign_channel_update
+    from htlc.payments import AttemptFailure as AF
+    from htlc.send import failure_channel_update
+
+    key = PrivateKey(_sha(b"erring"))
+    upd = sign_channel_update(ChannelUpdate(chain_hash=bytes(32), short_channel_id=42, timestamp=77, channel_flags=1,
+                                            cltv_expiry_delta=40, htlc_minimum_msat=1, fee_base_msat=2000,
+                                            fee_proportional_millionths=10, htlc_maximum_msat=5_000_000), key)
+    erring = key.public_key().to_bytes()
+    for raw in (upd.encode(), upd.encode_payload()):  # with or without the type prefix
+        policy = failure_channel_update(raw, erring)
+        assert policy is not None and (policy.short_channel_id, policy.direction, policy.fee_base_msat,
+                                       policy.timestamp, policy.disabled) == (42, 1, 2000, 77, False)
+    assert failure_channel_update(upd.encode(), NODE_PUB) is None  # signed by someone else
+    assert failure_channel_update(b"\x01\x02garbage", erring) is None
+    assert failure_channel_update(b"", erring) is None
+    stored = AF(FailureCode.FEE_INSUFFICIENT, 2, channel_update=upd.encode())
+    assert AF.from_json(stored.to_json()) == stored
