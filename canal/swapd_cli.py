@@ -75,8 +75,9 @@ def _summary(s: Any) -> str:
     for label, c in (("our contract", s.our_contract), ("their contract", s.their_contract)):
         if c.contract:
             mined = f"mined at {c.mined_height}" if c.mined_height else "not mined"
-            lines.append(f"  {label}: {c.address} txid {c.txid or '-'} ({mined}), locktime {c.locktime}, "
-                         f"{c.blocks_to_refund} blocks (~{_duration(c.seconds_to_refund)}) to refund")
+            left = "" if s.finished else (f", {c.blocks_to_refund} blocks (~{_duration(c.seconds_to_refund)}) "
+                                          "to refund")
+            lines.append(f"  {label}: {c.address} txid {c.txid or '-'} ({mined}), locktime {c.locktime}{left}")
     if s.heights:
         lines.append("  heights " + ", ".join(f"{k}={v}" for k, v in sorted(s.heights.items())))
     if s.redeem_txid:
@@ -97,6 +98,13 @@ def _print(message: Any, as_json: bool, text: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `canal swapcli ... | head`
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
     ns = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     port = None
     host = None

@@ -57,7 +57,8 @@ def _contract_status(chain: str, c: dict[str, Any] | None, tips: dict[str, int])
     )
 
 
-def swap_status(row: SwapRow) -> spb.SwapStatus:
+def swap_status(row: SwapRow, live_tips: dict[str, int] | None = None) -> spb.SwapStatus:
+    """The swap as stored; `live_tips` (the daemon's current heights) for the heights and refund countdowns."""
     offer = row.offer
     initiator = row.role == "initiator"
     ours, theirs = ("initiator", "participant") if initiator else ("participant", "initiator")
@@ -73,6 +74,7 @@ def swap_status(row: SwapRow) -> spb.SwapStatus:
     record = row.record
     if record is not None:
         tips = {str(k): int(v) for k, v in record.get("tips", {}).items()}
+        tips.update({k: v for k, v in (live_tips or {}).items() if k in tips and v >= 0})
         status.heights.update(tips)
         if record.get("reason"):
             status.reason = str(record["reason"])
@@ -97,6 +99,9 @@ class ClientServicer(spb_grpc.SwapClientServicer):
         except trio.RunFinishedError:
             context.abort(grpc.StatusCode.UNAVAILABLE, "the swap daemon is stopping")
 
+    def _tips(self) -> dict[str, int]:
+        return {name: link.height for name, link in self.daemon.links.items()}
+
     def _row(self, swap_id: str) -> SwapRow:
         row = self.daemon.store.get(swap_id)
         if row is None:
@@ -116,20 +121,20 @@ class ClientServicer(spb_grpc.SwapClientServicer):
 
     def InitiateSwap(self, request: spb.InitiateSwapRequest, context: grpc.ServicerContext) -> spb.SwapStatus:
         async def initiate() -> spb.SwapStatus:
-            return swap_status(await self.daemon.initiate(request))
+            return swap_status(await self.daemon.initiate(request), self._tips())
         return self._run(context, initiate)  # type: ignore[no-any-return]
 
     def AcceptSwap(self, request: spb.AcceptSwapRequest, context: grpc.ServicerContext) -> spb.SwapStatus:
         async def accept() -> spb.SwapStatus:
-            return swap_status(await self.daemon.accept(request.swap_id))
+            return swap_status(await self.daemon.accept(request.swap_id), self._tips())
         return self._run(context, accept)  # type: ignore[no-any-return]
 
     def ListSwaps(self, request: spb.ListSwapsRequest, context: grpc.ServicerContext) -> spb.ListSwapsResponse:
         async def list_swaps() -> spb.ListSwapsResponse:
-            return spb.ListSwapsResponse(swaps=[swap_status(r) for r in self.daemon.store.all()])
+            return spb.ListSwapsResponse(swaps=[swap_status(r, self._tips()) for r in self.daemon.store.all()])
         return self._run(context, list_swaps)  # type: ignore[no-any-return]
 
     def SwapInfo(self, request: spb.SwapInfoRequest, context: grpc.ServicerContext) -> spb.SwapStatus:
         async def info() -> spb.SwapStatus:
-            return swap_status(self._row(request.swap_id))
+            return swap_status(self._row(request.swap_id), self._tips())
         return self._run(context, info)  # type: ignore[no-any-return]

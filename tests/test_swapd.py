@@ -144,7 +144,7 @@ def test_full_swap_moves_coins_on_both_chains(net: Net, capsys: pytest.CaptureFi
     assert status["redeem_txid"] and set(status["heights"]) == {"alpha", "beta"}
     assert canal_main(["swapcli", "--datadir", str(net.bob.datadir), "list"]) == 0
     out = capsys.readouterr().out
-    assert f"swap {swap_id}  participant  redeemed" in out and "to refund" in out
+    assert f"swap {swap_id}  participant  redeemed" in out and "locktime" in out
     assert canal_main(["swapcli", "--datadir", str(net.bob.datadir), "status", "nope"]) == 1
     assert "NOT_FOUND" in capsys.readouterr().err
 
