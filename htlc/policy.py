@@ -17,6 +17,7 @@ from channels.manager import ManagedChannel
 from channels.state import ChannelState
 
 from .forwarding import ChannelPolicy, OutgoingChannel
+from .graph import ChannelGraph
 from .invoice import RouteHintHop
 
 __all__ = ["DEFAULT_FEE_BASE_MSAT", "DEFAULT_FEE_PPM", "DEFAULT_CLTV_EXPIRY_DELTA", "MIN_CLTV_EXPIRY_DELTA",
@@ -134,13 +135,26 @@ def outgoing_channels(channels: list[ManagedChannel], online: set[str], policies
     return out
 
 
-def route_hints_to_us(channels: list[ManagedChannel]) -> tuple[tuple[RouteHintHop, ...], ...]:
-    """One single-hop hint per usable channel: the peer's channel to us, with the peer's (default) policy."""
-    return tuple(
-        (RouteHintHop(mc.peer, mc.channel.short_channel_id or 0, DEFAULT_FEE_BASE_MSAT, DEFAULT_FEE_PPM,
-                      DEFAULT_CLTV_EXPIRY_DELTA),)
-        for mc in channels if _usable(mc)
-    )
+def route_hints_to_us(channels: list[ManagedChannel],
+                      graph: ChannelGraph | None = None) -> tuple[tuple[RouteHintHop, ...], ...]:
+    """One single-hop hint per usable channel: the peer's channel to us, with the peer's policy.
+
+    The policy is the one the peer announced (its channel_update, in ``graph``) when we have it,
+    else lnd's defaults (what a Canal peer that never changed its policy charges).
+    """
+    hints = []
+    for mc in channels:
+        if not _usable(mc):
+            continue
+        scid = mc.channel.short_channel_id or 0
+        known = None if graph is None else graph.policy(scid, mc.peer)
+        if known is None:
+            hop = RouteHintHop(mc.peer, scid, DEFAULT_FEE_BASE_MSAT, DEFAULT_FEE_PPM, DEFAULT_CLTV_EXPIRY_DELTA)
+        else:
+            hop = RouteHintHop(mc.peer, scid, known.fee_base_msat, known.fee_proportional_millionths,
+                               known.cltv_expiry_delta)
+        hints.append((hop,))
+    return tuple(hints)
 
 
 def replace_fields(policy: ForwardingPolicy, **fields: int | None) -> ForwardingPolicy:

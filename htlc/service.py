@@ -366,7 +366,7 @@ class PaymentLightningMixin(LightningServicer, _Streams):
                     cltv_expiry=request.cltv_expiry, preimage=bytes(request.r_preimage) or None,
                     private=request.private,
                     # Canal's channels are unannounced, so invoices always carry hints to reach them.
-                    route_hints=route_hints_to_us(list(self.node.channels.channels.values())),
+                    route_hints=route_hints_to_us(list(self.node.channels.channels.values()), self.node.graph),
                 )
             except InvoiceRegistryError as e:
                 raise _registry_error(e) from None
@@ -721,7 +721,7 @@ class InvoicesServicer(inv_grpc.InvoicesServicer, _Streams):
                     value_msat=request.value_msat or request.value * 1000, memo=request.memo,
                     description_hash=bytes(request.description_hash) or None, expiry=request.expiry,
                     cltv_expiry=request.cltv_expiry, private=request.private,
-                    route_hints=route_hints_to_us(list(self.node.channels.channels.values())),
+                    route_hints=route_hints_to_us(list(self.node.channels.channels.values()), self.node.graph),
                 )
             except InvoiceRegistryError as e:
                 raise _registry_error(e) from None

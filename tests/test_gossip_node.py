@@ -252,3 +252,20 @@ def test_the_forwarder_sees_the_policy_book() -> None:
             view[0].policy.cltv_expiry_delta, view[0].policy.htlc_maximum_msat) == (7000, 300, 144, 20_000)
     assert view[1].policy == ForwardingPolicy().for_capacity(CAPACITY)
     assert view[0].channel_update == b"upd%d" % (SCID + 1) and view[0].available_msat == 499_000_000
+
+
+def test_route_hints_carry_the_policy_the_peer_announced() -> None:
+    from channels.state import ChannelState
+    from htlc.policy import route_hints_to_us
+
+    peer = pub(2).to_bytes()
+    ch = SimpleNamespace(state=ChannelState.NORMAL, commitments=object(), short_channel_id=SCID)
+    mc = SimpleNamespace(channel=ch, peer=peer)
+    default = route_hints_to_us([mc])[0][0]  # type: ignore[list-item]
+    assert (default.fee_base_msat, default.fee_proportional_millionths, default.cltv_expiry_delta) == (1000, 1, 80)
+    graph = ChannelGraph()
+    graph.add_channel(peer, pub(1).to_bytes(), SCID, capacity_sat=CAPACITY, fee_base_msat=4000,
+                      fee_proportional_millionths=25, cltv_expiry_delta=60)
+    hint = route_hints_to_us([mc], graph)[0][0]  # type: ignore[list-item]
+    assert (hint.pubkey, hint.fee_base_msat, hint.fee_proportional_millionths, hint.cltv_expiry_delta) == (
+        peer, 4000, 25, 60)
