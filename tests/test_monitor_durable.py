@@ -132,3 +132,108 @@ def test_sweeps_and_scanned_height_persist(tmp_path: Path) -> None:
     assert again.scanned() == (7, b"\x01" * 32)
     again.add_preimage(b"c" * 32, payment_hash(3), preimage(3))
     assert store.preimages(b"c" * 32) == {payment_hash(3): preimage(3)}
+
+
+# --- the manager across restarts (fake daemon): a missed close block, then the restored sweep ---------------
+
+
+class _Chain:
+    def __init__(self) -> None:
+        self.blocks: dict[int, object] = {}
+
+    async def estimate_fee_sat_kvb(self, blocks: int) -> int:
+        return 10_000
+
+    async def block_hash(self, height: int) -> str:
+        return str(height)
+
+    async def block(self, block_hash: str) -> object:
+        return self.blocks[int(block_hash)]
+
+
+class _Wallet:
+    def get_change_script(self) -> bytes:
+        return DEST
+
+
+class _Daemon:
+    def __init__(self, chain: _Chain) -> None:
+        self.chain = chain
+        self.wallet = _Wallet()
+        self.peers: dict[str, object] = {}
+        self.tip_height = 0
+        self.sent: list[Transaction] = []
+
+    async def broadcast(self, tx: Transaction) -> str:
+        self.sent.append(tx)
+        return tx.txid_hex()
+
+
+def test_manager_restarts_find_a_missed_close_and_keep_its_sweep(tmp_path: Path) -> None:
+    import trio
+    from test_ln_htlc_onchain import _block
+
+    from channels.effects import Broadcast as ChannelBroadcast
+    from channels.manager import ChannelManager
+
+    pair = _pair_without_htlcs()
+    a = pair.a
+    cid = a.channel.channel_id
+    commitment = next(e.tx for e in a.channel.force_close() if isinstance(e, ChannelBroadcast))
+    db = tmp_path / "channels.sqlite"
+    store = ChannelStore(db)
+    store.save_channel(cid, b"\x02" * 33, 0, a.channel.to_bytes())
+    store.close()
+    chain = _Chain()
+    h = CLOSE_HEIGHT
+    for height in range(h - 3, h + 150):
+        chain.blocks[height] = _block([commitment] if height == h else [])
+
+    def manager() -> tuple[ChannelManager, _Daemon]:
+        daemon = _Daemon(chain)
+        m = ChannelManager(daemon, ChannelStore(db), SEED_A)  # type: ignore[arg-type]
+        m.load()
+        return m, daemon
+
+    async def main() -> None:
+        # 1: handles the block before the close, then is killed (the wallet had already taken block h)
+        m1, _ = manager()
+        await m1.block_changed(chain.blocks[h - 1], h - 1, True)  # type: ignore[arg-type]
+        # 2: at start, catches up on block h: the close and its delayed to_local sweep (durable)
+        m2, d2 = manager()
+        d2.tip_height = h
+        await m2.resume()
+        mc = m2.find(cid)
+        assert mc is not None and mc.closing_txid == commitment.txid and len(mc.sweeps) == 1
+        sweep = mc.sweeps[0][1]
+        assert mc.sweeps[0][0] == h + 144 and d2.sent == []  # not valid before to_self_delay
+        # 3: another restart; the sweep comes back from the database and goes out once valid
+        m3, d3 = manager()
+        mc3 = m3.find(cid)
+        assert mc3 is not None and [tx.txid for _, tx in mc3.sweeps] == [sweep.txid]
+        assert mc3.watch is not None and mc3.watch.spent_by == commitment.txid  # the close is not handled twice
+        await m3.block_changed(chain.blocks[h + 143], h + 143, True)  # type: ignore[arg-type]  # catches up first
+        assert {tx.txid for tx in d3.sent} == {sweep.txid}
+        _verify(sweep, _outputs(commitment))
+        # mined: done, and no longer restored
+        await m3.block_changed(_block([sweep]), h + 144, True)
+        m4, _ = manager()
+        mc4 = m4.find(cid)
+        assert mc4 is not None and mc4.sweeps == []
+
+    trio.run(main)
+
+
+def _pair_without_htlcs() -> object:
+    from test_channel_state import FEATURES_NO_ANCHORS, Pair
+
+    pair = Pair(features_a=FEATURES_NO_ANCHORS, features_b=FEATURES_NO_ANCHORS)
+    pair.pay(pair.a, 20_000_000, 7)
+    pair.commit(pair.a)
+    pair.settle()
+    pair.do(pair.b, pair.b.channel.fulfill_htlc(0, preimage(7)))
+    pair.commit(pair.b)
+    pair.settle()
+    c = pair.a.channel.commitments
+    assert c is not None and not c.local_commit.spec.htlcs
+    return pair
