@@ -29,6 +29,8 @@ from proto import invoices_pb2_grpc as inv_grpc
 from proto import lightning_pb2 as ln
 from proto import router_pb2 as router
 
+pytestmark = pytest.mark.slow  # six daemons: ~40 s on an idle 2-core machine, ~90 s when it is shared
+
 MIDDLE = 1_000_000  # sat: B–C, C–D, B–F, F–D
 F_BASE_FEE_MSAT = 5_000
 
@@ -86,15 +88,34 @@ def _full_graph(node: LightningProcess) -> bool:
     return len(g.edges) == 6 and all(e.HasField("node1_policy") and e.HasField("node2_policy") for e in g.edges)
 
 
+def _parallel(fns: list[Any]) -> None:
+    """Run ``fns`` side by side in threads; re-raise the first error."""
+    errors: list[BaseException] = []
+
+    def run(fn: Any) -> None:
+        try:
+            fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(fn,), daemon=True) for fn in fns]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory):
     tmp: Path = tmp_path_factory.mktemp("routing")
     old = os.environ.get("CANAL_GOSSIP_TRICKLE_S")
     os.environ["CANAL_GOSSIP_TRICKLE_S"] = "0.3"
     chain = ChainProcess(tmp / "chain").start()
-    nodes: list[LightningProcess] = []
+    nodes = [LightningProcess(tmp / n, chain, alias=n) for n in "ABCDEF"]
     try:
-        nodes += [LightningProcess(tmp / n, chain, alias=n).start() for n in "ABCDEF"]
+        _parallel([n.start for n in nodes])
         a, b, c, d, e, f = nodes
         chain.generate(101)
         for n in (a, b, c, d, f):
@@ -104,12 +125,8 @@ def net(tmp_path_factory: pytest.TempPathFactory):
             wait_for(lambda n=n: n.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance > 0, 30, "funded")
         f.rpc.UpdateChannelPolicy(ln.PolicyUpdateRequest(**{"global": True}, base_fee_msat=F_BASE_FEE_MSAT,
                                                          fee_rate_ppm=1, time_lock_delta=80))
-        _open(a, b, 2_500_000)
-        _open(b, c, MIDDLE)
-        _open(b, f, MIDDLE)
-        _open(c, d, MIDDLE)
-        _open(f, d, MIDDLE)
-        _open(d, e, 3_000_000)
+        _parallel([lambda: _open(a, b, 2_500_000), lambda: (_open(b, c, MIDDLE), _open(b, f, MIDDLE)),
+                   lambda: _open(c, d, MIDDLE), lambda: _open(f, d, MIDDLE), lambda: _open(d, e, 3_000_000)])
         chain.generate(6)  # public channels are announced at 6 confirmations
         for n, count in ((a, 1), (b, 3), (c, 2), (d, 3), (e, 1), (f, 2)):
             wait_for(lambda n=n, count=count: len(n.rpc.ListChannels(
@@ -117,8 +134,8 @@ def net(tmp_path_factory: pytest.TempPathFactory):
         wait_for(lambda: _full_graph(a), 60, "A's graph has all six channels and both policies")
         yield chain, a, b, c, d, e, f
     finally:
-        for p in [*nodes, chain]:
-            p.stop()
+        _parallel([p.stop for p in nodes])
+        chain.stop()
         if old is None:
             os.environ.pop("CANAL_GOSSIP_TRICKLE_S", None)
         else:
