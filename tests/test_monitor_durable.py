@@ -237,3 +237,50 @@ def _pair_without_htlcs() -> object:
     c = pair.a.channel.commitments
     assert c is not None and not c.local_commit.spec.htlcs
     return pair
+
+
+def test_preimage_claimed_on_chain_reaches_the_payment_hook(tmp_path: Path) -> None:
+    """a's outgoing HTLC is claimed by b with the preimage from a's force-closed commitment: a's manager
+    tells its payment layer at once (HtlcFulfilled), once. (A timeout: tests/test_ln_htlc_onchain.py.)"""
+    import trio
+    from test_ln_htlc_onchain import _block
+
+    from channels.effects import Broadcast as ChannelBroadcast
+    from channels.effects import HtlcFailed, HtlcFulfilled, LocalCommitmentPublished
+    from channels.manager import ChannelManager
+
+    pair = _pair(False)  # a offered HTLC 0 (hash 1) to b; b offered HTLC 0 (hash 2) to a
+    a, b = pair.a, pair.b
+    cid = a.channel.channel_id
+    effects = a.channel.force_close()
+    commitment = next(e.tx for e in effects if isinstance(e, ChannelBroadcast))
+    published = next(e for e in effects if isinstance(e, LocalCommitmentPublished))
+    # b's monitor claims a's HTLC 0 with its preimage, straight from a's commitment
+    b_host = MonitorHost()
+    b_data = monitor_data_for_channel(b.channel, DEST, preimages={payment_hash(1): preimage(1)})
+    claims = [act.tx for act in b_host.adopt(b.channel.channel_id, b_data, commitment, CLOSE_HEIGHT)
+              if isinstance(act, BroadcastTx) and any(preimage(1) in i.witness for i in act.tx.inputs)]
+    assert len(claims) == 1
+    store = ChannelStore(tmp_path / "channels.sqlite")
+    store.save_channel(cid, b"\x02" * 33, 0, a.channel.to_bytes())
+    events: list[HtlcFulfilled | HtlcFailed] = []
+
+    async def hook(mc: object, event: HtlcFulfilled | HtlcFailed) -> None:
+        events.append(event)
+
+    async def main() -> None:
+        m = ChannelManager(_Daemon(_Chain()), store, SEED_A)  # type: ignore[arg-type]
+        m.load()
+        m.on_htlc_onchain = hook
+        mc = m.find(cid)
+        assert mc is not None and mc.watch is not None
+        mc.published = published
+        await m.block_changed(_block([commitment]), CLOSE_HEIGHT, True)
+        assert cid in m.monitors
+        await m.block_changed(_block(claims), CLOSE_HEIGHT + 1, True)
+        assert events == [HtlcFulfilled(cid, 0, payment_hash(1), preimage(1))]  # at once, before 6 blocks
+        for height in range(CLOSE_HEIGHT + 2, CLOSE_HEIGHT + 12):
+            await m.block_changed(_block([]), height, True)
+        assert len(events) == 1  # reported once
+
+    trio.run(main)
