@@ -14,6 +14,7 @@ from proto import swap_pb2 as spb
 from proto import swap_pb2_grpc as spb_grpc
 
 from .contract import ContractError, contract_address, parse_contract
+from .swap_host import ChainUnavailable
 from .swap_store import SwapRow
 
 if TYPE_CHECKING:
@@ -96,6 +97,8 @@ class ClientServicer(spb_grpc.SwapClientServicer):
             return trio.from_thread.run(fn, trio_token=self.daemon.token)
         except ServiceError as e:
             context.abort(e.code, e.message)
+        except (ChainUnavailable, grpc.RpcError) as e:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"chain node unavailable: {e}")
         except trio.RunFinishedError:
             context.abort(grpc.StatusCode.UNAVAILABLE, "the swap daemon is stopping")
 

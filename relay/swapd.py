@@ -294,7 +294,12 @@ class SwapDaemon:
                 self._maybe_crash(swap.state.value, swap.role.value)
             elif isinstance(effect, FundContract):
                 tx = await self._fund(runner, effect)
-                await self._carry_out(runner, swap.handle(ContractFunded(tx)))
+                try:
+                    funded = swap.handle(ContractFunded(tx))
+                except SwapError as e:  # a bug (the payment was checked), never a reason to stop the daemon
+                    log.error("swap %s: funding %s not accepted: %s", sid, tx.txid_hex(), e)
+                    continue
+                await self._carry_out(runner, funded)
             elif isinstance(effect, ShareContract):
                 self._persist(runner, [("contract", {"contract": effect.contract.hex(),
                                                      "contract_tx": effect.contract_tx.hex()})])
@@ -440,8 +445,11 @@ class SwapDaemon:
                 log.info("swap %s: peer %s unreachable (%s), will retry", row.swap_id, row.peer, e)
             else:
                 if reply.decision == spb.OfferReply.ACCEPTED:
-                    await self._activate_initiator(row, bytes.fromhex(reply.participant_pkh))
-                    return
+                    try:
+                        await self._activate_initiator(row, bytes.fromhex(reply.participant_pkh))
+                        return
+                    except (ChainUnavailable, grpc.RpcError, ValueError, SwapError) as e:
+                        log.warning("swap %s: accepted, but cannot start yet (%s): will ask again", row.swap_id, e)
                 if reply.decision == spb.OfferReply.REJECTED:
                     row.status, row.notes["reason"] = "rejected", reply.reason
                     self.store.update(row, self.now())
@@ -512,7 +520,10 @@ class SwapDaemon:
         self.store.insert(row)
         limit = self.policy.auto_accept_max_sat.get(terms.our_chain.name, 0)
         if offer.participant_amount_sat <= limit:
-            await self.accept(row.swap_id)
+            try:
+                await self.accept(row.swap_id)
+            except (ServiceError, ChainUnavailable, grpc.RpcError) as e:
+                log.warning("swap %s: not accepted automatically (%s): waiting for `accept`", row.swap_id, e)
             row = self.store.get(row.swap_id) or row
         else:
             log.info("swap %s: offer waiting for `accept`: %d sat of ours on %s for %d sat on %s", row.swap_id,
