@@ -25,6 +25,7 @@ commands:
   relay     query an SPV relay (status, getheader, verifytxproof)
   bridged   run a cross-chain Lightning bridge (pay beta invoices with alpha)
   bridge    talk to a bridge (quote, list, getinfo)
+  submarine submarine swaps on one chain, the provider's side (Lightning <-> on-chain HTLC)
   notaryd   run one notary of the alpha <-> beta peg committee
   peg       peg coins between alpha and beta (setup, depositaddress, claim, status)
 
@@ -65,6 +66,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "relay": _lazy("canal.relay_cli"),
     "bridged": _lazy("relay.bridged"),
     "bridge": _lazy("canal.bridge_cli"),
+    "submarine": _lazy("canal.submarine_cli"),
     "swapd": _lazy("relay.swapd"),
     "swapcli": _lazy("canal.swapd_cli"),
     "notaryd": _lazy("canal.notaryd"),
