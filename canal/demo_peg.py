@@ -22,7 +22,7 @@ from relay.peg import PegCoordinator, setup_peg
 
 from .procs import ChainProcess, NotaryProcess
 
-__all__ = ["peg_demo", "running_committee", "peg_once"]
+__all__ = ["peg_demo", "peg_once", "running_committee"]
 
 DEMO_CONFIRMATIONS = {"alpha": 6, "beta": 24}
 DEMO_FEES = {"alpha": 2_000, "beta": 1_000}
@@ -80,7 +80,7 @@ def peg_once(
     result = coordinator.claim(source.chain, bytes.fromhex(txid)[::-1], vout)
     t_claimed = time.perf_counter()
     if result.txid is None:
-        raise RuntimeError(f"peg claim failed: {result.to_dict(coordinator.committee)}")
+        raise RuntimeError(f"peg claim failed: {result.to_dict(coordinator.committee_of(result.request.epoch))}")
     destination.generate(1)
     t1 = time.perf_counter()
     received = sum(u.amount_sat for u in destination.rpc.ListUnspent(
@@ -88,7 +88,7 @@ def peg_once(
     fee = coordinator.config.policy.release_fee_sat[destination.chain]
     if received != amount_sat - fee:
         raise RuntimeError(f"received {received} sat, expected {amount_sat - fee}")
-    info = result.to_dict(coordinator.committee)
+    info = result.to_dict(coordinator.committee_of(result.request.epoch))
     return {
         "from": source.chain, "to": destination.chain, "amount_sat": amount_sat, "fee_sat": fee,
         "received_sat": received, "deposit_txid": txid, "release_txid": result.txid,

@@ -95,7 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--threshold", type=int, required=True)
     r.add_argument("--grace", action="append", default=[], metavar="CHAIN=BLOCKS",
                    help="blocks the old key set may still release its deposits (default: one day of blocks)")
-    w = sub.add_parser("sweep", help="have the old committee sign and broadcast a chain's rotation sweep")
+    r.add_argument("--keep-reserve", action="append", default=[], metavar="CHAIN=SAT",
+                   help="leave this much reserve to the old committee for its deposits in flight (default 0)")
+    w = sub.add_parser("sweep", help="have the old committee sign and broadcast a chain's rotation sweep "
+                       "(after its expiry: the sweep of the reserve it kept)")
     w.add_argument("--chain", choices=CHAINS, required=True)
     return ap
 
@@ -144,7 +147,8 @@ def _run(ns: argparse.Namespace) -> int:
             from relay.peg_rotation import plan_rotation
 
             grace = _per_chain(ns.grace, {c: blocks_for_duration(c, 86_400) for c in CHAINS}, "grace")
-            plan = plan_rotation(peg, ns.new_notary_datadir, ns.threshold, grace)
+            keep = _per_chain(ns.keep_reserve, {c: 0 for c in CHAINS}, "keep-reserve")
+            plan = plan_rotation(peg, ns.new_notary_datadir, ns.threshold, grace, keep)
             windows = {w.chain: w for w in plan.old.windows}
             print(to_json({
                 "committee_file": str(peg.committee_file), "old_epoch": plan.old.epoch, "new_epoch": plan.new.epoch,
@@ -165,7 +169,7 @@ def _run(ns: argparse.Namespace) -> int:
             return 0 if swept.txid is not None else 1
         if ns.command == "claim":
             result = peg.claim(ns.source, parse_txid(ns.txid), ns.vout, ns.dest)
-            print(to_json(result.to_dict(peg.committee)))
+            print(to_json(result.to_dict(peg.committee_of(result.request.epoch))))
             return 0 if result.txid is not None else 1
         print(to_json(peg.status()))
         return 0

@@ -19,7 +19,7 @@ from base_chain.tx import OutPoint
 
 from .notary import NotaryState
 
-__all__ = ["NotaryStore", "STATE_DB_FILE"]
+__all__ = ["STATE_DB_FILE", "NotaryStore"]
 
 STATE_DB_FILE = "notary.sqlite"
 

@@ -19,18 +19,18 @@ from .committee import SweepRequest
 from .notary import Refusal, ReleaseRequest
 
 __all__ = [
-    "WireError",
     "TxWithProof",
+    "WireError",
     "parse_txid",
-    "request_to_pb",
-    "request_from_pb",
-    "signature_to_pb",
-    "signature_from_pb",
     "refusal_to_pb",
-    "sweep_request_to_pb",
+    "request_from_pb",
+    "request_to_pb",
+    "signature_from_pb",
+    "signature_to_pb",
     "sweep_request_from_pb",
-    "sweep_signature_to_pb",
+    "sweep_request_to_pb",
     "sweep_signature_from_pb",
+    "sweep_signature_to_pb",
 ]
 
 

@@ -45,10 +45,10 @@ from proto import chain_pb2_grpc as pb_grpc
 from proto import notary_pb2 as npb
 from proto import notary_pb2_grpc as npb_grpc
 
-from .notary import ChainView, Notary, Refusal, ReleaseRequest, ViewOutput
-from .notary_store import STATE_DB_FILE, NotaryStore
 from .attestation import release_binding
 from .committee import SweepRequest
+from .notary import ChainView, Notary, Refusal, ReleaseRequest, ViewOutput
+from .notary_store import STATE_DB_FILE, NotaryStore
 from .notary_wire import (
     WireError,
     refusal_to_pb,
@@ -61,7 +61,7 @@ from .peg_config import PegConfig, load_peg_config
 from .relayd import RelayDaemon
 from .spv import HeaderChain, ProofRejected
 
-__all__ = ["NotaryDaemon", "ensure_notary_key", "NOTARY_KEY_FILE", "NODE_INFO_FILE", "PERMISSIONS"]
+__all__ = ["NODE_INFO_FILE", "NOTARY_KEY_FILE", "PERMISSIONS", "NotaryDaemon", "ensure_notary_key"]
 
 log = logging.getLogger("canal.notaryd")
 T = TypeVar("T")
@@ -425,9 +425,9 @@ class NotaryServicer(npb_grpc.NotaryServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, "notaryd is shutting down")
         raise AssertionError("unreachable")
 
-    def _read(self, context: grpc.ServicerContext, chain: str, fn: Callable[[], T]) -> T:
+    def _read(self, context: grpc.ServicerContext, chain: str, fn: Callable[..., T], *args: Any) -> T:
         try:
-            return fn()
+            return fn(*args)
         except grpc.RpcError as e:
             details = e.details() if hasattr(e, "details") else str(e)
             context.abort(grpc.StatusCode.UNAVAILABLE, f"the {chain} chain node does not answer: {details}")
@@ -442,12 +442,12 @@ class NotaryServicer(npb_grpc.NotaryServicer):
         for chain, reader in self.d.readers.items():
             snap = SnapshotView()
             if chain == req.source_chain:
-                snap.outputs[req.deposit] = self._read(context, chain, lambda: reader.output(req.deposit))
+                snap.outputs[req.deposit] = self._read(context, chain, reader.output, req.deposit)
             if chain == req.destination_chain:
                 for txin in req.release.inputs[: self.d.config.policy.max_release_inputs]:
                     op = txin.prevout
-                    snap.outputs[op] = self._read(context, chain, lambda: reader.output(op))
-                snap.confs[req.release.txid] = self._read(context, chain, lambda: reader.confirmations(req.release.txid))
+                    snap.outputs[op] = self._read(context, chain, reader.output, op)
+                snap.confs[req.release.txid] = self._read(context, chain, reader.confirmations, req.release.txid)
             # The tip after the outputs: a block found meanwhile only makes the tip higher, never a
             # deposit deeper than the tip allows.
             height, _ = self._read(context, chain, reader.tip)
@@ -465,7 +465,7 @@ class NotaryServicer(npb_grpc.NotaryServicer):
             snap = SnapshotView()
             for txin in req.tx.inputs[:MAX_SWEEP_INPUTS]:
                 op = txin.prevout
-                snap.outputs[op] = self._read(context, req.chain, lambda: reader.output(op))
+                snap.outputs[op] = self._read(context, req.chain, reader.output, op)
             height, _ = self._read(context, req.chain, reader.tip)
             snapshots[req.chain] = (height, snap)
         return self._run(context, lambda: self.d.review_sweep(req, proofs, snapshots))

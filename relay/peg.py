@@ -31,9 +31,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import grpc
 
@@ -48,13 +48,25 @@ from proto import chain_pb2_grpc as pb_grpc
 from proto import notary_pb2 as npb
 from proto import notary_pb2_grpc as npb_grpc
 
-from .attestation import Assembly, AssemblyError, NotarySignature, ReleaseError, assemble_release
+from .attestation import (
+    Assembly,
+    AssemblyError,
+    NotarySignature,
+    ReleaseError,
+    assemble_release,
+)
 from .committee import Committee, CommitteeError, ReserveCoin
 from .notary import PegPolicy, Refusal, ReleaseRequest, propose_release
-from .notary_wire import TxWithProof, WireError, parse_txid, request_to_pb, signature_from_pb
+from .notary_wire import (
+    TxWithProof,
+    WireError,
+    parse_txid,
+    request_to_pb,
+    signature_from_pb,
+)
 from .peg_config import PegConfig, load_peg_config, write_peg_config
 
-__all__ = ["PegError", "PegCoordinator", "NotaryAnswer", "ClaimResult", "setup_peg", "CHAINS", "rpc_details", "write_json"]
+__all__ = ["CHAINS", "ClaimResult", "NotaryAnswer", "PegCoordinator", "PegError", "rpc_details", "setup_peg", "write_json"]
 
 CHAINS = ("alpha", "beta")
 RPC_TIMEOUT_S = 30.0
@@ -248,7 +260,7 @@ class PegCoordinator:
             c.close()
         self._clients.clear()
 
-    def __enter__(self) -> PegCoordinator:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -16,8 +16,10 @@ Two steps, because the notaries' operators are in between:
    (:func:`relay.attestation.assemble_sweep`), record the new reserve coin, broadcast.
 
 From then on deposit addresses are the new committee's. During the grace period
-the old key set still attests deposits made to its addresses (given reserve);
-after it, every notary refuses it (``peg-committee-expired``).
+the old key set still attests deposits made to its addresses, paid from the
+reserve the rotation left it (``--keep-reserve``); after it, every notary
+refuses it (``peg-committee-expired``), and ``canal peg sweep`` moves what it
+kept to the successor (:func:`final_sweep`).
 """
 
 from __future__ import annotations
@@ -35,13 +37,25 @@ from base_chain.tx import OutPoint, Transaction
 from proto import notary_pb2_grpc as npb_grpc
 
 from .attestation import Assembly, AssemblyError, SweepSignature, assemble_sweep
-from .committee import ReserveCoin, RotationPlan, SweepRequest, rotate
+from .committee import (
+    CommitteeStatus,
+    ReserveCoin,
+    RotationPlan,
+    SweepRequest,
+    build_sweep,
+    rotate,
+)
 from .notary import Refusal
-from .notary_wire import TxWithProof, WireError, sweep_request_to_pb, sweep_signature_from_pb
+from .notary_wire import (
+    TxWithProof,
+    WireError,
+    sweep_request_to_pb,
+    sweep_signature_from_pb,
+)
 from .peg import CHAINS, PegCoordinator, PegError, rpc_details, write_json
 from .peg_config import write_peg_config
 
-__all__ = ["plan_rotation", "sweep", "SweepResult", "pending_sweep", "SWEEPS_FILE"]
+__all__ = ["SWEEPS_FILE", "SweepResult", "final_sweep", "pending_sweep", "plan_rotation", "sweep"]
 
 SWEEPS_FILE = "sweeps.json"
 
@@ -51,9 +65,15 @@ def plan_rotation(
     new_notary_datadirs: Sequence[Path],
     threshold: int,
     grace_blocks: Mapping[str, int],
+    keep_reserve_sat: Mapping[str, int] | None = None,
     fee_rate_sat_per_kvb: int = 1000,
 ) -> RotationPlan:
-    """Plan the hand-over to a committee of the notaries in ``new_notary_datadirs`` (keys made if needed)."""
+    """Plan the hand-over to a committee of the notaries in ``new_notary_datadirs`` (keys made if needed).
+
+    ``keep_reserve_sat[chain]``: leave at least this much of the old reserve on
+    ``chain`` (its largest coins) for deposits to the old addresses still in
+    flight; :func:`sweep` moves it once the old committee has expired there.
+    """
     from .notaryd import ensure_notary_key
 
     old = peg.committee
@@ -61,7 +81,12 @@ def plan_rotation(
     heights = {c: peg.chain(c).height() for c in CHAINS}
     reserves: dict[str, list[ReserveCoin]] = {}
     for chain in CHAINS:
-        coins = [c for c, _ in peg.reserve_coins(chain, epoch=old.epoch)]
+        coins = sorted((c for c, _ in peg.reserve_coins(chain, epoch=old.epoch)),
+                       key=lambda c: (-c.txout.amount_sat, c.outpoint.txid, c.outpoint.index))
+        keep = (keep_reserve_sat or {}).get(chain, 0)
+        kept = 0
+        while coins and kept < keep:
+            kept += coins.pop(0).txout.amount_sat
         client = peg.chain(chain)
         for op, ws in peg.released_deposits(chain, old.epoch):
             confs = client.utxo_confirmations(op)
@@ -120,11 +145,36 @@ class SweepResult:
         return out
 
 
+def final_sweep(peg: PegCoordinator, chain: str, fee_rate_sat_per_kvb: int = 1000) -> SweepRequest | None:
+    """The sweep of what a retired committee still holds on ``chain`` once it has expired there, or None."""
+    client = peg.chain(chain)
+    height = client.height()
+    for old in sorted(peg.config.committees, key=lambda c: c.epoch):
+        new = peg.config.committee(old.epoch + 1)
+        window = old.window(chain)
+        if new is None or window is None or window.expiry_height is None:
+            continue
+        coins = [c for c, _ in peg.reserve_coins(chain, epoch=old.epoch)]
+        for op, ws in peg.released_deposits(chain, old.epoch):
+            found = client.raw_tx(op.txid)
+            if client.utxo_confirmations(op) and found is not None:
+                coins.append(ReserveCoin(op, found[0].outputs[op.index], ws))
+        if not coins:
+            continue
+        if old.status(chain, height) is not CommitteeStatus.EXPIRED:
+            raise PegError("peg-committee-in-grace",
+                           f"committee epoch {old.epoch} still releases its deposits on {chain} until height "
+                           f"{window.expiry_height} (now {height}); sweep its last coins after that")
+        return build_sweep(old, new, chain, coins, fee_rate_sat_per_kvb)
+    return None
+
+
 def sweep(peg: PegCoordinator, chain: str) -> SweepResult:
-    """Have M of the old notaries sign ``chain``'s pending sweep; broadcast it and record the new reserve."""
-    request = pending_sweep(peg, chain)
+    """Have M of the old notaries sign ``chain``'s pending sweep (or, once the old committee has expired
+    there, the sweep of what it kept); broadcast it and record the new reserve."""
+    request = pending_sweep(peg, chain) or final_sweep(peg, chain)
     if request is None:
-        raise PegError("peg-no-sweep", f"no rotation sweep is pending on {chain} (run `canal peg rotate`)")
+        raise PegError("peg-no-sweep", f"nothing to sweep on {chain} (run `canal peg rotate` first)")
     client = peg.chain(chain)
     coins: list[ReserveCoin] = []
     proofs: dict[bytes, TxWithProof] = {}
@@ -165,16 +215,20 @@ def sweep(peg: PegCoordinator, chain: str) -> SweepResult:
         result.error = e
         return result
     tx = result.assembly.tx
-    # Bookkeeping first: the new committee's reserve gains the sweep's output; the old one holds nothing here.
+    # The new reserve coin first (harmless if the broadcast fails: it does not exist); the old coins stay
+    # listed until a block spends them (PegCoordinator.reserve_coins drops them then).
     peg.set_reserves(chain, [*peg.reserve_outpoints(chain, request.to_epoch), OutPoint(tx.txid, 0)], request.to_epoch)
-    peg.set_reserves(chain, [], request.from_epoch)
-    peg.set_released_deposits(chain, request.from_epoch, [])
     try:
         result.txid = client.send_raw(tx)
     except grpc.RpcError as e:
         result.error = AssemblyError("peg-broadcast-rejected", rpc_details(e))
         return result
+    swept = {i.prevout for i in tx.inputs}
+    peg.set_released_deposits(chain, request.from_epoch,
+                              [(op, ws) for op, ws in peg.released_deposits(chain, request.from_epoch)
+                               if op not in swept])
     sweeps = _read_sweeps(peg)
-    sweeps[chain]["txid"] = result.txid
+    sweeps[chain] = {"from_epoch": request.from_epoch, "to_epoch": request.to_epoch, "tx": request.tx.hex(),
+                     "witness_scripts": [w.hex() for w in request.witness_scripts], "txid": result.txid}
     write_json(peg.pegdir / SWEEPS_FILE, sweeps)
     return result

@@ -19,17 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from daemons import ChainProcess, wait_for
 
 from base_chain.crypto import PrivateKey
 from canal.cli import main as canal_main
 from canal.procs import NotaryProcess
-from daemons import ChainProcess, wait_for
 from proto import chain_pb2 as pb
 from proto import notary_pb2 as npb
 from relay.attestation import InsufficientSignatures
-from base_chain.tx import OutPoint, TxOut
-from relay.committee import ReserveCoin
-from relay.notary import propose_release
 from relay.notary_wire import request_to_pb
 from relay.peg import PegCoordinator
 
@@ -61,7 +58,7 @@ def peg(net: Net, *args: str) -> tuple[int, Any]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = canal_main(["peg", "--pegdir", str(net.pegdir), *args])
     text = out.getvalue()
-    return rc, (json.loads(text) if text.strip() else err.getvalue())
+    return rc, (json.loads(text) if text.strip() else err.getvalue())  # JSON, or the error message
 
 
 @pytest.fixture(scope="module")
@@ -304,19 +301,24 @@ def test_forged_attestations_are_ignored_with_a_reason(net: Net) -> None:
 
 @pytest.mark.slow  # restarts three notaryds and starts three more (~20 s)
 def test_rotation_sweeps_to_the_next_committee_and_the_old_keys_expire(net: Net) -> None:
-    # A deposit to epoch 0's address, deep enough but not claimed before the rotation.
-    user = new_address(net.beta)
-    rc, out = peg(net, "depositaddress", "--to", "beta", "--dest", user)
-    old_txid, old_vout = deposit(net, "alpha", out["deposit_address"], 30_000_000, CONFIRMATIONS["alpha"])
+    # Two deposits to epoch 0's addresses, deep enough, not claimed before the rotation.
+    users = [new_address(net.beta) for _ in range(2)]
+    early, late = [
+        deposit(net, "alpha", peg(net, "depositaddress", "--to", "beta", "--dest", u)[1]["deposit_address"],
+                30_000_000, 0)
+        for u in users
+    ]
+    net.alpha.generate(CONFIRMATIONS["alpha"])
 
     new_dirs = [net.root / f"notary{i}" for i in (3, 4, 5)]
-    args = ["rotate", "--threshold", "2", "--grace", "alpha=2", "--grace", "beta=3"]
+    args = ["rotate", "--threshold", "2", "--grace", "alpha=2", "--grace", "beta=6",
+            "--keep-reserve", f"beta={COIN}"]
     for d in new_dirs:
         args += ["--new-notary-datadir", str(d)]
     rc, plan = peg(net, *args)
     assert rc == 0, plan
     assert (plan["old_epoch"], plan["new_epoch"]) == (0, 1) and set(plan["sweeps"]) == {"alpha", "beta"}
-    # The alpha sweep moves the alpha reserve and the deposits already released (peg-in deposits).
+    # alpha: the reserve and the deposits already released (peg-ins); beta: the released deposits only.
     assert plan["sweeps"]["alpha"]["inputs"] > 1
 
     # The operators restart the old notaries with the new committee file and start the new ones.
@@ -330,6 +332,15 @@ def test_rotation_sweeps_to_the_next_committee_and_the_old_keys_expire(net: Net)
         assert out["sweep_txid"] == plan["sweeps"][chain]["txid"] and len(out["signed"]) == 3
         net.chain(chain).generate(1)
         assert reserve_sat(net, chain) == plan["sweeps"][chain]["amount_sat"]  # epoch 1's reserve: the sweep
+    rc, out = peg(net, "sweep", "--chain", "beta")
+    assert rc == 1 and "peg-committee-in-grace" in out  # what epoch 0 kept stays until it expires
+
+    # In its grace period the old key set still releases a deposit to its address, from what it kept.
+    rc, out = claim(net, "alpha", *early)
+    assert rc == 0, out
+    assert out["epoch"] == 0 and {s["notary"] for s in out["signed"]} <= {"notary0", "notary1", "notary2"}
+    net.beta.generate(1)
+    assert received(net.beta, users[0]) == [30_000_000 - FEES["beta"]]
 
     # New deposit addresses are epoch 1's; the new notaries release them.
     user2, _, out = peg_across(net, "alpha", 20_000_000)
@@ -337,16 +348,17 @@ def test_rotation_sweeps_to_the_next_committee_and_the_old_keys_expire(net: Net)
     net.beta.generate(1)
     assert received(net.beta, user2) == [20_000_000 - FEES["beta"]]
 
-    # Past its grace period the old key set signs no release, whatever coins it is offered.
-    net.beta.generate(3)
-    with PegCoordinator(net.pegdir) as coordinator:
-        old = coordinator.committee_of(0)
-        coin = ReserveCoin(OutPoint(b"\x11" * 32, 0), TxOut(COIN, old.reserve_script_pubkey("beta")),
-                           old.reserve_witness_script("beta"))
-        request = propose_release(old, source_chain="alpha", deposit=OutPoint(bytes.fromhex(old_txid)[::-1], old_vout),
-                                  amount_sat=30_000_000, destination_chain="beta", destination_address=user,
-                                  fee_sat=FEES["beta"], coins=[coin])
-        answers = coordinator.ask(request, [])
-    assert [a.notary for a in answers] == ["notary0", "notary1", "notary2"]
-    assert [a.refusal.reason for a in answers if a.refusal] == ["peg-committee-expired"] * 3, answers
-    assert received(net.beta, user) == []
+    # Past its grace period the old key set signs no release.
+    net.beta.generate(max(0, plan["expiry_heights"]["beta"] - net.beta.height()))
+    rc, out = claim(net, "alpha", *late)
+    assert rc == 1
+    assert [r["reason"] for r in out["refused"]] == ["peg-committee-expired"] * 3, out
+    assert received(net.beta, users[1]) == []
+
+    # ... but it moves what it kept to its successor.
+    before = reserve_sat(net, "beta")
+    rc, out = peg(net, "sweep", "--chain", "beta")
+    assert rc == 0, out
+    assert out["from_epoch"] == 0 and out["inputs"] == 1 and len(out["signed"]) == 3
+    net.beta.generate(1)
+    assert reserve_sat(net, "beta") == before + out["amount_sat"]
