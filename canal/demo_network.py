@@ -94,6 +94,20 @@ def network_demo(console: Console, keep: bool = False) -> tuple[bool, dict[str, 
 
         lightning_demo(n, console, root, a1, procs, balances)
 
+        from .demo_crosschain import crosschain_demo
+
+        crosschain = crosschain_demo(n, console, root, a1, b1, procs)
+        for name, p in (("alpha-1", a1), ("beta-1", b1)):
+            balances[f"{name} (end)"] = _coins(p.rpc.GetBalance(pb.GetBalanceRequest()).confirmed_sat)
+
+        times = Table(title="steps and times")
+        times.add_column("step")
+        times.add_column("result")
+        times.add_column("s", justify="right")
+        for text, result, dt in n.rows:
+            times.add_row(text, result if result == "ok" else f"[red]{result}[/]", f"{dt:.1f}")
+        console.print(times)
+
         table = Table(title="balances (coins)")
         table.add_column("wallet")
         table.add_column("confirmed", justify="right")
@@ -109,7 +123,7 @@ def network_demo(console: Console, keep: bool = False) -> tuple[bool, dict[str, 
                     console.print(f"  canal ln --datadir {p.datadir} getinfo")
             console.print(f"Stop everything with: pkill -f {root}")
         return n.ok, {"steps": [{"step": s, "result": r, "seconds": round(t, 2)} for s, r, t in n.rows],
-                      "balances": balances, "datadir": str(root)}
+                      "balances": balances, "crosschain": crosschain, "datadir": str(root)}
     finally:
         if not keep:
             for p in reversed(procs):
