@@ -216,7 +216,11 @@ class PaymentNode(ChannelNode):
                 log.info("incoming HTLC %d on %s: fulfilling %s (%d msat%s)", htlc.htlc_id, mc.channel_id.hex(),
                          htlc.payment_hash.hex(), htlc.amount_msat, ", keysend" if decision.keysend else "")
                 preimage = decision.payment_preimage
-                await self.channels.command(mc, lambda ch: [*ch.fulfill_htlc(htlc.htlc_id, preimage), *ch.sign()])
+                try:
+                    await self.channels.command(mc, lambda ch: [*ch.fulfill_htlc(htlc.htlc_id, preimage), *ch.sign()])
+                except ChannelError:  # the channel is closing: its on-chain monitor claims the HTLC
+                    await self.channels.claim_onchain(mc.channel_id, preimage)
+                    raise
                 return
         if isinstance(decision, Hold):
             if not decision.replay:
