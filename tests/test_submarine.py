@@ -219,3 +219,30 @@ def test_swap_out_sells_on_chain_coins_for_a_held_payment(net) -> None:
     payer.join(60)
     assert updates and updates[-1].status == ln.Payment.SUCCEEDED and updates[-1].payment_preimage == secret.hex()
     wait_for(lambda: customer_before - _local_msat(customer) == 101_500_000, 20, "customer's payment settled")
+
+
+def test_swap_out_refunded_when_the_customer_never_redeems(net) -> None:
+    chain, provider, customer, tmp = net
+    address = _swap(chain, tmp / "customer-swap", "getnewaddress").strip()
+    h = hashlib.sha256(os.urandom(32)).hexdigest()
+    offer = json.loads(_submarine(chain, provider, "holdinvoice", "50000", h, address).stdout)
+    updates: list[ln.Payment] = []
+    payer = threading.Thread(target=lambda: updates.extend(customer.router.SendPaymentV2(
+        router_pb.SendPaymentRequest(payment_request=offer["payment_request"], timeout_seconds=60), timeout=120)),
+        daemon=True)
+    payer.start()
+    invoices = inv_grpc.InvoicesStub(provider.channel())
+    wait_for(lambda: invoices.LookupInvoiceV2(inv_pb.LookupInvoiceMsg(payment_hash=bytes.fromhex(h))).state
+             == ln.Invoice.ACCEPTED, 30, "HTLC held")
+    contract = json.loads(_submarine(chain, provider, "fundcontract", h).stdout)
+    early = _submarine(chain, provider, "refund", h)
+    assert early.returncode == 1 and "locked until" in early.stderr
+    chain.generate(contract["locktime"] - chain.height())
+    refunded = _submarine(chain, provider, "refund", h)
+    assert refunded.returncode == 0, refunded.stderr
+    payer.join(60)
+    assert updates and updates[-1].status == ln.Payment.FAILED
+    assert updates[-1].failure_reason == ln.FAILURE_REASON_INCORRECT_PAYMENT_DETAILS
+    chain.generate(1)
+    tx = chain.rpc.GetRawTransaction(pb.GetRawTransactionRequest(txid=json.loads(refunded.stdout)["refund_txid"]))
+    assert tx.confirmations == 1
