@@ -351,8 +351,8 @@ class GossipNode:
                     self._sigs_sent.add((mc.peer.hex(), mc.channel_id))
                 except PeerLinkError as e:
                     log.info("announcement_signatures to %s failed: %s", mc.peer.hex()[:16], e.reason)
-            if scid in self.store and self.store.channel_update(scid, self._direction(mc)) is None:
-                await self.send_channel_update(mc)
+            if scid in self.store and not self._update_current(mc):
+                await self.send_channel_update(mc)  # first one, or a policy change a crash kept from going out
         if not self._node_announced and self.node.listen_port and any(
                 s in self.store for s in (mc.channel.short_channel_id for mc in self._public_ready(height))):
             await self._announce_node()
@@ -369,9 +369,13 @@ class GossipNode:
             await peer.link.send_warning("announcement_signatures: short_channel_id does not match the channel")
             return
         try:
-            add_announcement_signatures(self._unsigned_announcement(mc), msg)
+            ann = add_announcement_signatures(self._unsigned_announcement(mc), msg)
         except GossipError as e:
             await peer.link.send_warning(e.reason)
+            return
+        theirs_side = ann.node_signature_1 if ann.node_id_1.to_bytes() == mc.peer else ann.node_signature_2
+        if theirs_side != msg.node_signature:  # our own signatures sent back to us
+            await peer.link.send_warning("announcement_signatures: not signed by the peer's keys")
             return
         self.db.save_peer_signatures(msg)  # durable: a restart re-announces without asking again
         await self._announce_channels(self.node.tip_height)
@@ -392,6 +396,19 @@ class GossipNode:
 
     def _direction(self, mc: ManagedChannel) -> int:
         return 0 if self.node_id < mc.peer else 1
+
+    def _update_current(self, mc: ManagedChannel) -> bool:
+        """Our latest channel_update of ``mc`` says what the policy book says."""
+        c, scid = mc.channel.commitments, mc.channel.short_channel_id
+        assert c is not None and scid is not None
+        u = self.store.channel_update(scid, self._direction(mc))
+        if u is None:
+            return False
+        view = self.policies.policy(channel_point_of(mc)).for_capacity(c.params.funding_sat)
+        return (u.fee_base_msat, u.fee_proportional_millionths, u.cltv_expiry_delta, u.htlc_minimum_msat,
+                u.htlc_maximum_msat, u.disabled) == (view.fee_base_msat, view.fee_proportional_millionths,
+                                                     view.cltv_expiry_delta, view.htlc_minimum_msat,
+                                                     view.htlc_maximum_msat, False)
 
     def _our_update(self, mc: ManagedChannel, policy: ForwardingPolicy) -> ChannelUpdate:
         c = mc.channel.commitments

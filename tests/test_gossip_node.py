@@ -12,7 +12,9 @@ import pytest
 
 from base_chain.crypto import PrivateKey
 from base_chain.params import get_params
+from base_chain.templates import p2wsh
 from base_chain.tx import OutPoint, Transaction, TxIn, TxOut
+from channels.scripts import funding_script
 from channels.features import Features
 from channels.wire import Message, WarningMessage
 from htlc.gossip import GossipTimestampFilter
@@ -269,3 +271,70 @@ def test_route_hints_carry_the_policy_the_peer_announced() -> None:
     hint = route_hints_to_us([mc], graph)[0][0]  # type: ignore[list-item]
     assert (hint.pubkey, hint.fee_base_msat, hint.fee_proportional_millionths, hint.cltv_expiry_delta) == (
         peer, 4000, 25, 60)
+
+
+def _our_channel(d: FakeDaemon, peer_key: PrivateKey, local_funding: PrivateKey, remote_funding: PrivateKey) -> Any:
+    """A public channel of ``d`` at SCID, 97 blocks deep, as the gossip node reads ManagedChannel."""
+    from channels.state import ChannelState
+
+    keys = lambda k: SimpleNamespace(keys=SimpleNamespace(funding_pubkey=k.public_key()))  # noqa: E731
+    params = SimpleNamespace(funding_outpoint=OutPoint(PAIR_TX.txid, 0), funding_sat=CAPACITY,
+                             local=keys(local_funding), remote=keys(remote_funding))
+    ch = SimpleNamespace(state=ChannelState.NORMAL, commitments=SimpleNamespace(params=params), short_channel_id=SCID,
+                         config=SimpleNamespace(announce_channel=True))
+    mc = SimpleNamespace(channel=ch, channel_id=b"\x07" * 32, peer=peer_key.public_key().to_bytes(), index=0,
+                         watch=SimpleNamespace(confirmed_height=SCID_HEIGHT, spent_by=None))
+    d.channels = SimpleNamespace(channels={mc.channel_id: mc}, find=lambda cid: mc if cid == mc.channel_id else None,
+                                 secrets=lambda index: SimpleNamespace(funding_privkey=local_funding))
+    return mc
+
+
+KX, KY, FX, FY = PrivateKey(0x6001), PrivateKey(0x6002), PrivateKey(0x6101), PrivateKey(0x6102)
+PAIR_TX = Transaction(version=2, inputs=[TxIn(OutPoint(b"\x33" * 32, 0), b"", 0xFFFFFFFF)], locktime=0, outputs=[
+    TxOut(CAPACITY, p2wsh(funding_script(FX.public_key().to_bytes(), FY.public_key().to_bytes())))])
+
+
+async def _exchange(x: GossipNode, y: GossipNode, y_at_x: FakePeer, x_at_y: FakePeer) -> None:
+    for _ in range(4):
+        await x.flush()
+        await y.flush()
+        for src, dst, peer in ((x_at_y, x, y_at_x), (y_at_x, y, x_at_y)):  # what Y sent to X goes to X
+            msgs, src.link.sent = src.link.sent, []
+            for m in msgs:
+                await dst.on_message(peer, m)  # type: ignore[arg-type]
+
+
+async def test_our_public_channel_is_announced_and_a_lost_policy_update_goes_out_after_restart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(FakeChain, "block", lambda self, h: _block_with(PAIR_TX, int(h)))
+    nodes = []
+    for name, key, peer_key, mine, theirs in (("x", KX, KY, FX, FY), ("y", KY, KX, FY, FX)):
+        (tmp_path / name).mkdir()
+        d = FakeDaemon(tmp_path / name)
+        d.node_key, d.alias, d.listen_port = key, name, 9735
+        _our_channel(d, peer_key, mine, theirs)
+        nodes.append((d, GossipNode(d, ChannelGraph())))  # type: ignore[arg-type]
+    (dx, x), (dy, y) = nodes
+    y_at_x, x_at_y = FakePeer(KY.public_key().to_bytes().hex()), FakePeer(KX.public_key().to_bytes().hex())
+    dx.peers, dy.peers = {y_at_x.pubkey_hex: y_at_x}, {x_at_y.pubkey_hex: x_at_y}
+    await x.on_peer(y_at_x, True)  # type: ignore[arg-type]
+    await y.on_peer(x_at_y, True)  # type: ignore[arg-type]
+    assert [m.NAME for m in y_at_x.link.sent] == ["announcement_signatures"]
+    await _exchange(x, y, y_at_x, x_at_y)
+    for g in (x, y):
+        assert len(g.graph.policies(SCID)) == 2
+        assert {n.alias_text for n in (g.store.node_announcement(k.public_key().to_bytes()) for k in (KX, KY))
+                if n is not None} == {"x", "y"}
+    # X's policy changes, and X dies before its channel_update goes out: the restart sends it.
+    x.policies.update([f"{PAIR_TX.txid[::-1].hex()}:0"], lambda p: replace_fields(p, fee_base_msat=4321))
+    x.db.save_policies(x.policies.channels)
+    x.close()
+    dx.message_handlers.clear()
+    x2 = GossipNode(dx, ChannelGraph())  # type: ignore[arg-type]
+    await x2._announce_channels(dx.tip_height)
+    await _exchange(x2, y, y_at_x, x_at_y)
+    assert y.graph.policy(SCID, KX.public_key().to_bytes()).fee_base_msat == 4321  # type: ignore[union-attr]
+
+
+async def _block_with(tx: Transaction, height: int) -> Any:
+    return SimpleNamespace(transactions=[tx] * (SCID_TX + 1) if height == SCID_HEIGHT else [])
