@@ -466,9 +466,10 @@ class ChannelManager:
         """A preimage for an HTLC we received on a channel that can no longer settle it off chain
         (force-closing or closed): the on-chain monitor claims the HTLC output with it."""
         payment_hash = hashlib.sha256(preimage).digest()
-        self.monitor_store.add_preimage(channel_id, payment_hash, preimage)
-        for act in self.monitors.provide_preimage(channel_id, preimage):
-            await self._monitor_action(channel_id, act)
+        async with self._lock:
+            self.monitor_store.add_preimage(channel_id, payment_hash, preimage)
+            for act in self.monitors.provide_preimage(channel_id, preimage):
+                await self._monitor_action(channel_id, act)
 
     async def _monitor_action(self, channel_id: bytes, act: HostAction) -> None:
         if isinstance(act, BroadcastTx):
