@@ -434,6 +434,9 @@ class NotaryServicer(npb_grpc.NotaryServicer):
         raise AssertionError("unreachable")
 
     def SignRelease(self, request: npb.SignReleaseRequest, context: grpc.ServicerContext) -> npb.SignReleaseResponse:
+        if len(request.proofs) > self.d.config.policy.max_release_inputs + 1:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{len(request.proofs)} proofs: a release needs one for "
+                          f"its deposit and one per reserve input ({self.d.config.policy.max_release_inputs} at most)")
         try:
             req, proofs = request_from_pb(request)
         except WireError as e:
@@ -455,6 +458,9 @@ class NotaryServicer(npb_grpc.NotaryServicer):
         return self._run(context, lambda: self.d.review(req, proofs, snapshots))
 
     def SignSweep(self, request: npb.SignSweepRequest, context: grpc.ServicerContext) -> npb.SignSweepResponse:
+        if len(request.proofs) > MAX_SWEEP_INPUTS:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{len(request.proofs)} proofs for a sweep of at most "
+                          f"{MAX_SWEEP_INPUTS} inputs")
         try:
             req, proofs = sweep_request_from_pb(request)
         except WireError as e:
