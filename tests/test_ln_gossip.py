@@ -122,12 +122,17 @@ def test_public_channels_are_gossiped_to_the_far_end(line) -> None:
     net = alice.rpc.GetNetworkInfo(ln.NetworkInfoRequest())
     assert (net.num_nodes, net.num_channels, net.graph_diameter, net.max_out_degree) == (3, 2, 2, 2)
     assert net.total_network_capacity == 2 * CAPACITY and net.median_channel_size_sat == CAPACITY
-    # lncli's JSON through `canal ln`
-    out = subprocess.run([sys.executable, "-m", "canal", "ln", "--datadir", str(alice.datadir), "--json",
-                          "getchaninfo", "--chan_id", str(bc_edge.channel_id)], capture_output=True, text=True,
-                         timeout=30)
+    # lncli's JSON through `canal ln`, with the read-only macaroon (graph reads are info:read)
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "canal", "ln", "--datadir", str(alice.datadir), "--json",
+                               *args], capture_output=True, text=True, timeout=30)
+
+    out = cli("--readonly", "getchaninfo", "--chan_id", str(bc_edge.channel_id))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["chan_point"] == bc_point
+    denied = cli("--readonly", "updatechanpolicy", "--base_fee_msat", "1", "--fee_rate_ppm", "1",
+                 "--time_lock_delta", "40")
+    assert denied.returncode == 1 and "PERMISSION_DENIED" in denied.stderr
 
 
 def test_policy_update_reaches_alice(line) -> None:
