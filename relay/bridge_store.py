@@ -112,6 +112,13 @@ class BridgeStore:
         """Beta amounts (with their fee limits) of swaps not finished yet: liquidity already promised."""
         return sum(s.quote.beta_amount_msat + s.quote.beta_fee_limit_msat for s in self.pending())
 
+    def forget(self, swap: Swap) -> None:
+        """Delete a swap that ended before its alpha invoice was issued (nothing was promised)."""
+        if swap.alpha_payment_request or not swap.state.is_final:
+            raise ValueError("only a finished swap without an alpha invoice can be forgotten")
+        with write_transaction(self.conn) as db:
+            db.execute("DELETE FROM swaps WHERE payment_hash = ? AND state = ?", (swap.payment_hash, swap.state.value))
+
     def advance(self, swap: Swap, event: Event, now: int, **changes: Any) -> Swap:
         """Apply ``event`` (see :func:`relay.bridge.next_state`) and ``changes`` in one durable transaction."""
         new = replace(swap, state=next_state(swap.state, event), updated=now, **changes)

@@ -252,6 +252,9 @@ class BridgeDaemon:
             except QuoteRefused as e:
                 raise _BridgeError(grpc.StatusCode.FAILED_PRECONDITION, e.reason) from None
             existing = self.store.get(q.payment_hash)
+            if existing is not None and existing.state is SwapState.CANCELED and not existing.alpha_payment_request:
+                self.store.forget(existing)  # its alpha invoice was never issued: quote it afresh
+                existing = None
             if existing is not None:
                 if existing.state is SwapState.QUOTED:
                     return existing

@@ -136,6 +136,12 @@ def test_swap_states_and_store_survive_a_restart(tmp_path: Path) -> None:
                          Event.ALPHA_SETTLED, NOW + 5)
     assert done.state.is_final and store.pending() == [] and store.reserved_beta_msat() == 0
     assert store.get(q.payment_hash) == done and done.preimage == b"\7" * 32
+    with pytest.raises(ValueError, match="forgotten"):
+        store.forget(done)  # it had an alpha invoice: kept forever
+    q2 = quote(_invoice(), config=CONFIG, now=NOW, beta_liquidity_msat=50_000_000)
+    failed = store.advance(store.add(q2, NOW), Event.ALPHA_CANCELED, NOW + 1, reason="alpha node: unavailable")
+    store.forget(failed)
+    assert store.get(q2.payment_hash) is None and store.add(q2, NOW + 2).state is SwapState.QUOTING
     store.close()
 
 
