@@ -19,7 +19,11 @@ For each amount, the same random (payer, payee) pairs are paid by:
 * scored+memory  - the same, with one scorer kept across all payments (mission
                    control), the clock moving 60 s per payment;
 * scored+MPP     - the shared-memory scorer with `split_payment`: parts that
-                   arrive stay locked in, only what failed is split again.
+                   arrive stay locked in, only what failed is split again;
+* lifecycle      - `htlc.lifecycle.PaymentLifecycle`, what `canal channeld`
+                   runs (shared scorer, MPP, failed channel directions excluded
+                   for the payment, our channels as exact first hops): each
+                   `step` that launches shards counts as one try.
 
 Each payment has `--attempts` tries (an MPP try counts once however many parts
 it sends). The table shows the success rate, the mean tries of successful
@@ -43,7 +47,8 @@ from machine import describe  # noqa: E402
 
 from htlc.failure import FailureCode  # noqa: E402
 from htlc.graph import ChannelGraph, channel_direction, load_listchannels_json  # noqa: E402
-from htlc.pathfind import NoRouteError, Route, find_route, split_payment  # noqa: E402
+from htlc.lifecycle import Finished, PaymentIntent, PaymentLifecycle  # noqa: E402
+from htlc.pathfind import FirstHop, NoRouteError, Route, find_route, split_payment  # noqa: E402
 from htlc.scoring import Scorer, ScoringParams  # noqa: E402
 
 GRAPHS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "graph"
@@ -170,6 +175,44 @@ def multi_path(net: Network, scorer: Scorer, attempts: int, tally: Tally) -> Str
     return pay
 
 
+def lifecycle(net: Network, scorer: Scorer, attempts: int, tally: Tally) -> Strategy:
+    def pay(src: bytes, dst: bytes, amount: int, now: float) -> tuple[bool, int, int]:
+        intent = PaymentIntent(destination=dst, amount_msat=amount, payment_hash=bytes(32), final_cltv_delta=18,
+                               payment_secret=bytes(32), timeout_s=attempts * 10)
+        lc = PaymentLifecycle(intent, src, net.graph, scorer, now)
+        locked: dict[tuple[int, int], int] = {}
+        held: list[int] = []  # shards the payee holds until the parts add up
+        fees = tries = 0
+        while True:
+            first = [FirstHop(p.target, p.short_channel_id, p.capacity_sat * 1000, bal)
+                     for p, bal in ((p, net.balance[(p.short_channel_id, p.direction)]
+                                     - locked.get((p.short_channel_id, p.direction), 0))
+                                    for p in net.graph.outgoing(src) if not p.disabled)]
+            t0 = time.perf_counter()
+            decision = lc.step(now, 0, first)
+            tally.searches += 1
+            tally.search_s += time.perf_counter() - t0
+            if isinstance(decision, Finished):
+                return decision.preimage is not None, max(tries, 1), fees
+            if decision is None or tries == attempts:
+                return False, max(tries, 1), 0
+            tries += 1
+            for shard in decision:
+                k = net.send(shard.route, locked)
+                if k is None:
+                    net.lock(shard.route, locked)
+                    held.append(shard.shard_id)
+                    fees += shard.route.total_fee_msat
+                else:  # hop k's sender (0: us) could not pass it on
+                    lc.shard_failed(shard.shard_id, k, FailureCode.TEMPORARY_CHANNEL_FAILURE, now)
+            if lc.in_flight_msat == amount:
+                for shard_id in held:
+                    lc.shard_succeeded(shard_id, bytes(32), now)
+            now += 1
+
+    return pay
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--graph", default="2019", choices=sorted(PATHS))
@@ -201,12 +244,14 @@ def main() -> None:
     fees_only = Scorer(ScoringParams.fees_only())
     shared = Scorer()
     shared_mpp = Scorer()
-    tallies = {name: Tally() for name in ("cheapest fee", "scored", "scored+memory", "scored+MPP")}
+    shared_lc = Scorer()
+    tallies = {name: Tally() for name in ("cheapest fee", "scored", "scored+memory", "scored+MPP", "lifecycle")}
     strategies: dict[str, Strategy] = {
         "cheapest fee": single_path(net, lambda: fees_only, False, args.attempts, tallies["cheapest fee"]),
         "scored": single_path(net, Scorer, True, args.attempts, tallies["scored"]),
         "scored+memory": single_path(net, lambda: shared, True, args.attempts, tallies["scored+memory"]),
         "scored+MPP": multi_path(net, shared_mpp, args.attempts, tallies["scored+MPP"]),
+        "lifecycle": lifecycle(net, shared_lc, args.attempts, tallies["lifecycle"]),
     }
     now0 = 1_700_000_000.0
     for name, pay in strategies.items():
@@ -254,7 +299,8 @@ def main() -> None:
     print(f"{'all':>12} | " + " | ".join(f"{c:^{w}}" for c in totals))
     print(
         "\nsuccess: paid within the tries; 1st try: paid by the first route; tries and fee ppm: means over "
-        "the paid ones; ms/search: mean time of one find_route (one split_payment for MPP)"
+        "the paid ones; ms/search: mean time of one find_route (one split_payment for MPP, one step for the "
+        "lifecycle)"
     )
 
 
