@@ -87,6 +87,8 @@ DEFAULT_TRICKLE_S = 2.0
 _ALL_TIME = 0xFFFFFFFF
 FILTER_SLACK_S = 3600
 """Our gossip_timestamp_filter starts this long before the connection (the range queries cover older gossip)."""
+REFRESH_AFTER_S = 13 * 24 * 3600
+"""Our channel_update is made again when older than this (BOLT 7: others forget channels after two weeks)."""
 
 _FROM_PEERS = (ChannelAnnouncement, ChannelUpdate, NodeAnnouncement, QueryChannelRange, QueryShortChannelIds,
                GossipTimestampFilter)
@@ -306,9 +308,9 @@ class GossipNode:
                                  format_short_channel_id(scid), tx.txid_hex())
                         self.db.apply(self.store.funding_spent(scid, height))
                         self.graph.remove_channel(scid)
-            result = self.store.block_connected(height)
-            self.db.apply(result)
-            self._forgotten(result)
+            for result in (self.store.block_connected(height), self.store.prune_stale(self.node.now())):
+                self.db.apply(result)
+                self._forgotten(result)
             await self._announce_channels(height)
 
     def _public_ready(self, height: int) -> list[ManagedChannel]:
@@ -402,7 +404,7 @@ class GossipNode:
         c, scid = mc.channel.commitments, mc.channel.short_channel_id
         assert c is not None and scid is not None
         u = self.store.channel_update(scid, self._direction(mc))
-        if u is None:
+        if u is None or u.timestamp < self.node.now() - REFRESH_AFTER_S:
             return False
         view = self.policies.policy(channel_point_of(mc)).for_capacity(c.params.funding_sat)
         return (u.fee_base_msat, u.fee_proportional_millionths, u.cltv_expiry_delta, u.htlc_minimum_msat,

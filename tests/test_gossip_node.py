@@ -140,9 +140,10 @@ class FakeDaemon:
         self.features = Features()
         self.channels = SimpleNamespace(channels={})
         self.alias, self.listen_port, self.tip_height = "fake", 0, 200
+        self.clock = NOW + 10
 
     def now(self) -> int:
-        return NOW + 10
+        return self.clock
 
 
 def _gossip(tmp_path: Path) -> tuple[FakeDaemon, GossipNode, FakePeer, FakePeer]:
@@ -304,8 +305,8 @@ async def _exchange(x: GossipNode, y: GossipNode, y_at_x: FakePeer, x_at_y: Fake
                 await dst.on_message(peer, m)  # type: ignore[arg-type]
 
 
-async def test_our_public_channel_is_announced_and_a_lost_policy_update_goes_out_after_restart(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def _pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, ...]:
+    """Two gossip nodes X and Y with a public channel between them, connected and announced."""
     monkeypatch.setattr(FakeChain, "block", lambda self, h: _block_with(PAIR_TX, int(h)))
     nodes = []
     for name, key, peer_key, mine, theirs in (("x", KX, KY, FX, FY), ("y", KY, KX, FY, FX)):
@@ -321,6 +322,12 @@ async def test_our_public_channel_is_announced_and_a_lost_policy_update_goes_out
     await y.on_peer(x_at_y, True)  # type: ignore[arg-type]
     assert [m.NAME for m in y_at_x.link.sent] == ["announcement_signatures"]
     await _exchange(x, y, y_at_x, x_at_y)
+    return dx, x, dy, y, y_at_x, x_at_y
+
+
+async def test_our_public_channel_is_announced_and_a_lost_policy_update_goes_out_after_restart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dx, x, dy, y, y_at_x, x_at_y = await _pair(tmp_path, monkeypatch)
     for g in (x, y):
         assert len(g.graph.policies(SCID)) == 2
         assert {n.alias_text for n in (g.store.node_announcement(k.public_key().to_bytes()) for k in (KX, KY))
@@ -338,3 +345,21 @@ async def test_our_public_channel_is_announced_and_a_lost_policy_update_goes_out
 
 async def _block_with(tx: Transaction, height: int) -> Any:
     return SimpleNamespace(transactions=[tx] * (SCID_TX + 1) if height == SCID_HEIGHT else [])
+
+
+async def test_our_update_is_refreshed_before_others_forget_it_and_stale_channels_are_pruned(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dx, x, dy, y, y_at_x, x_at_y = await _pair(tmp_path, monkeypatch)
+    first = y.store.channel_update(SCID, x._direction(next(iter(dx.channels.channels.values()))))
+    assert first is not None
+    for d in (dx, dy):
+        d.clock += 13 * 24 * 3600 + 60
+    await x.on_block(SimpleNamespace(transactions=[]), 201, True)  # X refreshes, Y does not (its node is "down")
+    await _exchange(x, y, y_at_x, x_at_y)
+    refreshed = y.store.channel_update(SCID, first.direction)
+    assert refreshed is not None and refreshed.timestamp > first.timestamp
+    dx.clock += 2 * 24 * 3600  # Y's own direction is now older than two weeks at X: X forgets the channel
+    x.policies = PolicyBook()
+    dx.channels.channels.clear()  # (and X's channel is gone, so X does not announce it again)
+    await x.on_block(SimpleNamespace(transactions=[]), 202, True)
+    assert SCID not in x.store and x.graph.policies(SCID) == []
