@@ -188,6 +188,7 @@ class ChainLink:
                     if ev.kind == pb.ConfirmationEvent.CONFIRMED:
                         yield TxConfirmed(self.name, txid, int(ev.block_height))
                     elif ev.kind == pb.ConfirmationEvent.REORGED:
+                        log.info("%s: %s reorged out of block %d", self.name, txid[::-1].hex(), ev.block_height)
                         yield TxReorged(self.name, txid)
             except grpc.RpcError as e:
                 log.info("%s: cannot watch %s: %s", self.name, txid[::-1].hex(), e.details())
@@ -201,6 +202,7 @@ class ChainLink:
             try:
                 async for ev in self._stream(lambda: self.client.stub.RegisterSpend(req)):
                     if ev.kind == pb.SpendEvent.REORGED:
+                        log.info("%s: the spend of %s reorged out", self.name, outpoint)
                         yield SpendReorged(self.name, outpoint)
                         continue
                     tx = Transaction.from_hex(ev.spending_tx)

@@ -265,3 +265,51 @@ def test_sigkill_at_each_step_loses_nothing(net: Net, who: str, point: str) -> N
         assert 0 < COIN // 2 - (after["alice_beta"] - before["alice_beta"]) < MAX_FEE
         assert 0 < before["bob_beta"] - after["bob_beta"] - COIN // 2 < MAX_FEE
         assert 0 < COIN // 2 - (after["bob_alpha"] - before["bob_alpha"]) < MAX_FEE
+
+
+@pytest.mark.slow
+def test_counter_contract_reorged_out_and_back(net: Net) -> None:
+    """Bob (min_conf 2 on alpha) sees Alice's contract mined in a block that a longer alpha chain replaces:
+    TxReorged, then the contract confirmed again in the new chain, and the swap completes."""
+    alice = start_swapd(net.root / "alice-reorg", net.alice_alpha, net.alice_beta, min_conf="alpha=2,beta=1")
+    bob = start_swapd(net.root / "bob-reorg", net.bob_alpha, net.bob_beta, min_conf="alpha=2,beta=1",
+                      auto_accept="alpha=0,beta=300000000")
+    try:
+        status = alice.rpc.InitiateSwap(spb.InitiateSwapRequest(
+            peer=bob.peer_addr, send_chain="alpha", send_amount_sat=COIN, receive_chain="beta",
+            receive_amount_sat=COIN, initiator_lock_s=INITIATOR_LOCK_S, participant_lock_s=PARTICIPANT_LOCK_S),
+            timeout=60)
+        swap_id = status.swap_id
+
+        def contract_txid() -> str:
+            return str(alice.rpc.SwapInfo(spb.SwapInfoRequest(swap_id=swap_id)).our_contract.txid)
+
+        wait_for(contract_txid, 30, "alice's contract")
+        txid = contract_txid()
+        wait_for(lambda: txid in net.bob_alpha.rpc.GetRawMempool(pb.GetRawMempoolRequest()).txids, 30, "relay")
+        net.bob_alpha.rpc.AddNode(pb.AddNodeRequest(node=net.alice_alpha.p2p_addr, command="remove"))
+        wait_for(lambda: not net.bob_alpha.rpc.GetPeerInfo(pb.GetPeerInfoRequest()).peers, 30, "the partition")
+        height = net.bob_alpha.height() + 1
+        net.bob_alpha.generate(1, net.burn["alpha"])  # Bob's side: the contract at depth 1
+
+        def bob_saw_it() -> bool:
+            return bool(bob.rpc.SwapInfo(spb.SwapInfoRequest(swap_id=swap_id)).their_contract.mined_height == height)
+
+        wait_for(bob_saw_it, 30, "bob to see the contract mined")
+        net.alice_alpha.generate(2, burn_address("alpha"))  # a longer chain with other blocks
+        net.bob_alpha.rpc.AddNode(pb.AddNodeRequest(node=net.alice_alpha.p2p_addr, command="add"))
+        net.synced()
+
+        def finished() -> bool:  # min_conf 2 on alpha: a block more there each round, whatever the mempool
+            if all(swap_state(p, swap_id) in ("redeemed", "refunded", "failed") for p in (alice, bob)):
+                return True
+            net.alice_alpha.generate(1, net.burn["alpha"])
+            return False
+
+        mine_while_pending(net.miners, net.burn, finished, 120)
+        assert [swap_state(alice, swap_id), swap_state(bob, swap_id)] == ["redeemed", "redeemed"]
+        assert f"alpha: {txid} reorged out of block {height}" in (bob.datadir / "debug.log").read_text()
+    finally:
+        alice.stop()
+        bob.stop()
+        net.bob_alpha.rpc.AddNode(pb.AddNodeRequest(node=net.alice_alpha.p2p_addr, command="add"))
