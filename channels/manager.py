@@ -184,7 +184,10 @@ class ChannelManager:
         """After a restart: handle the blocks the channel layer missed (killed between the wallet's
         block write and ours), then carry out what the restored monitors asked for."""
         async with self._lock:
-            await self._catch_up(self.d.tip_height + 1)
+            try:
+                await self._catch_up(self.d.tip_height + 1)
+            except Exception as e:  # noqa: BLE001 -- the next block's handler catches up again
+                log.error("cannot handle the blocks missed before the restart yet: %s", e)
             actions, self._restored_actions = self._restored_actions, []
             for cid, act in actions:
                 await self._monitor_action(cid, act)
