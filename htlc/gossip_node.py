@@ -37,10 +37,12 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import grpc
 import trio
 
-from base_chain.crypto import PrivateKey
+from base_chain.crypto import PrivateKey, PublicKey
 from base_chain.tx import OutPoint
+from channels.chainclient import ChainUnavailable
 from channels.features import Feature
 from channels.manager import ManagedChannel
 from channels.peer import PeerLinkError
@@ -246,7 +248,7 @@ class GossipNode:
             tx = block.transactions[tx_index]
             outpoint = OutPoint(tx.txid, vout)
             info = await chain.get_txout(outpoint, include_mempool=False)
-        except Exception as e:  # the chain node is away or refuses: treat the output as unknown
+        except (ChainUnavailable, grpc.RpcError, ValueError) as e:  # chain node away or refusing: unknown output
             log.info("funding lookup of %s failed: %s", format_short_channel_id(short_channel_id), e)
             return None
         if not info.found:
@@ -326,8 +328,6 @@ class GossipNode:
     def _unsigned_announcement(self, mc: ManagedChannel) -> ChannelAnnouncement:
         c = mc.channel.commitments
         assert c is not None and mc.channel.short_channel_id is not None
-        from base_chain.crypto import PublicKey
-
         return ChannelAnnouncement.create(
             self.chain_hash, mc.channel.short_channel_id, self.node.node_key.public_key(),
             PublicKey.from_bytes(mc.peer), c.params.local.keys.funding_pubkey, c.params.remote.keys.funding_pubkey)

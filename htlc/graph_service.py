@@ -239,11 +239,11 @@ class GraphLightningMixin(LightningServicer):
             ppm = request.fee_rate_ppm if request.fee_rate_ppm else round(request.fee_rate * 1_000_000)
             if request.fee_rate and ppm < 1:
                 raise invalid(f"fee rate of {request.fee_rate} is too small, min fee rate is 1e-06")
-            fields: dict[str, int | None] = dict(
-                fee_base_msat=request.base_fee_msat, fee_rate_ppm=ppm, time_lock_delta=request.time_lock_delta,
-                min_htlc_msat=request.min_htlc_msat if request.min_htlc_msat_specified else None,
-                max_htlc_msat=request.max_htlc_msat or None,  # lnd: 0 leaves the maximum unchanged
-            )
+            fields: dict[str, int | None] = {
+                "fee_base_msat": request.base_fee_msat, "fee_rate_ppm": ppm, "time_lock_delta": request.time_lock_delta,
+                "min_htlc_msat": request.min_htlc_msat if request.min_htlc_msat_specified else None,
+                "max_htlc_msat": request.max_htlc_msat or None,  # lnd: 0 leaves the maximum unchanged
+            }
 
             def change(p: ForwardingPolicy) -> ForwardingPolicy:
                 return replace_fields(p, **fields)

@@ -20,9 +20,20 @@ from .forwarding import ChannelPolicy, OutgoingChannel
 from .graph import ChannelGraph
 from .invoice import RouteHintHop
 
-__all__ = ["DEFAULT_FEE_BASE_MSAT", "DEFAULT_FEE_PPM", "DEFAULT_CLTV_EXPIRY_DELTA", "MIN_CLTV_EXPIRY_DELTA",
-           "ForwardingPolicy", "PolicyBook", "PolicyError", "channel_point_of", "default_policy",
-           "outgoing_channels", "replace_fields", "route_hints_to_us"]
+__all__ = [
+    "DEFAULT_CLTV_EXPIRY_DELTA",
+    "DEFAULT_FEE_BASE_MSAT",
+    "DEFAULT_FEE_PPM",
+    "MIN_CLTV_EXPIRY_DELTA",
+    "ForwardingPolicy",
+    "PolicyBook",
+    "PolicyError",
+    "channel_point_of",
+    "default_policy",
+    "outgoing_channels",
+    "replace_fields",
+    "route_hints_to_us",
+]
 
 DEFAULT_FEE_BASE_MSAT = 1000
 DEFAULT_FEE_PPM = 1

@@ -52,7 +52,7 @@ from .payments import (
     PaymentExists,
     Route,
 )
-from .policy import DEFAULT_FEE_BASE_MSAT, DEFAULT_FEE_PPM, route_hints_to_us
+from .policy import route_hints_to_us
 from .htlc_events import HtlcEvent
 from .lifecycle import DEFAULT_MAX_PARTS, DEFAULT_TIMEOUT_S
 from .pathfind import NoRouteError

@@ -9,13 +9,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from test_bolt7 import CAPACITY, NOW, SCID, announcement, funding_output, node_ann, pub, update
 
 from base_chain.crypto import PrivateKey
 from base_chain.params import get_params
 from base_chain.templates import p2wsh
 from base_chain.tx import OutPoint, Transaction, TxIn, TxOut
-from channels.scripts import funding_script
 from channels.features import Features
+from channels.scripts import funding_script
 from channels.wire import Message, WarningMessage
 from htlc.gossip import GossipTimestampFilter
 from htlc.gossip_node import GossipNode
@@ -24,7 +25,6 @@ from htlc.graph import ChannelGraph
 from htlc.graph_service import _diameter
 from htlc.graph_store import GraphStore
 from htlc.policy import ForwardingPolicy, PolicyBook, PolicyError, replace_fields
-from test_bolt7 import CAPACITY, NOW, SCID, announcement, funding_output, node_ann, pub, update
 
 # --- the policy book ---------------------------------------------------------------------------------------
 
@@ -278,7 +278,7 @@ def _our_channel(d: FakeDaemon, peer_key: PrivateKey, local_funding: PrivateKey,
     """A public channel of ``d`` at SCID, 97 blocks deep, as the gossip node reads ManagedChannel."""
     from channels.state import ChannelState
 
-    keys = lambda k: SimpleNamespace(keys=SimpleNamespace(funding_pubkey=k.public_key()))  # noqa: E731
+    keys = lambda k: SimpleNamespace(keys=SimpleNamespace(funding_pubkey=k.public_key()))
     params = SimpleNamespace(funding_outpoint=OutPoint(PAIR_TX.txid, 0), funding_sat=CAPACITY,
                              local=keys(local_funding), remote=keys(remote_funding))
     ch = SimpleNamespace(state=ChannelState.NORMAL, commitments=SimpleNamespace(params=params), short_channel_id=SCID,
