@@ -106,7 +106,8 @@ def start_bridge_network(root: Path, alpha: ChainProcess, beta: ChainProcess, *,
     net = BridgeNetwork(alpha, beta, payer, bridge_a, bridge_b, payee, bridged, [payer, bridge_a, bridge_b, payee])
     try:
         _parallel([p.start for p in (payer, bridge_a, bridge_b, payee)]
-                  + [lambda: _ensure_coins(alpha, 3 * alpha_channel_sat), lambda: _ensure_coins(beta, 3 * beta_channel_sat)])
+                  + [lambda: _ensure_coins(alpha, 3 * alpha_channel_sat),
+                     lambda: _ensure_coins(beta, 3 * beta_channel_sat)])
         _parallel([lambda: _fund_and_open(alpha, payer, bridge_a, alpha_channel_sat),
                    lambda: _fund_and_open(beta, bridge_b, payee, beta_channel_sat)])
         bridged.start()

@@ -243,8 +243,8 @@ CREATE TABLE IF NOT EXISTS invoice_htlcs (
 
 _COLUMNS = (
     "add_index, payment_hash, preimage, payment_secret, value_msat, memo, description_hash, payment_request, "
-    "creation_date, expiry, cltv_expiry, state, settle_index, settle_date, amt_paid_msat, is_keysend, private, features,"
-    " is_hold"
+    "creation_date, expiry, cltv_expiry, state, settle_index, settle_date, amt_paid_msat, is_keysend, private,"
+    " features, is_hold"
 )
 
 
@@ -484,7 +484,8 @@ class InvoiceRegistry:
             changed = state is InvoiceState.ACCEPTED
             if changed:
                 db.execute(
-                    "UPDATE invoices SET state = ?, preimage = ?, settle_index = ?, settle_date = ? WHERE payment_hash = ?",
+                    "UPDATE invoices SET state = ?, preimage = ?, settle_index = ?, settle_date = ?"
+                    " WHERE payment_hash = ?",
                     (int(InvoiceState.SETTLED), preimage, self._next_settle_index(db), now, payment_hash))
                 db.execute("UPDATE invoice_htlcs SET state = ?, resolve_time = ? WHERE payment_hash = ? AND state = ?",
                            (int(InvoiceHtlcState.SETTLED), now, payment_hash, int(InvoiceHtlcState.ACCEPTED)))
@@ -505,7 +506,7 @@ class InvoiceRegistry:
         return [HeldHtlc(bytes(r[0]), bytes(r[1]), int(r[2]), int(r[3])) for r in rows]
 
     def cancel(self, payment_hash: bytes, now: int = 0) -> InvoiceRecord:
-        """OPEN/ACCEPTED -> CANCELED (held HTLCs too); canceling a canceled invoice succeeds, a settled one fails (as lnd)."""
+        """OPEN/ACCEPTED -> CANCELED, held HTLCs too (as lnd: canceling twice succeeds, a settled invoice fails)."""
         with self._tx() as db:
             row = db.execute("SELECT state FROM invoices WHERE payment_hash = ?", (payment_hash,)).fetchone()
             if row is None:

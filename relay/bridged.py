@@ -369,7 +369,8 @@ class BridgeDaemon:
         if payment is None:
             inv = await self.call(lambda: self.alpha.invoice(h))
             info = await self.call(lambda: self.alpha.lightning.GetInfo(ln.GetInfoRequest(), timeout=10))
-            held = [x.expiry_height for x in (inv.htlcs if inv else []) if x.state == ln.InvoiceHTLCState.Value("ACCEPTED")]
+            accepted = ln.InvoiceHTLCState.Value("ACCEPTED")
+            held = [x.expiry_height for x in (inv.htlcs if inv else []) if x.state == accepted]
             try:
                 if not held:
                     raise QuoteRefused("the alpha HTLC is no longer held")
