@@ -159,6 +159,8 @@ class OutboxSender:
         self._peers = peers
         self._retry_s = retry_s
         self._wake = trio.Event()
+        self._failing: set[int] = set()
+        """Messages whose delivery failed already (later failures are logged at debug level)."""
 
     def wake(self) -> None:
         self._wake.set()
@@ -174,11 +176,13 @@ class OutboxSender:
                     else:
                         log.error("dropping an outbox message of unknown kind %r", message.kind)
                     self._store.acknowledged(message.id)
+                    self._failing.discard(message.id)
                     log.info("swap %s: %s delivered to %s", message.swap_id, message.kind, message.peer)
-                except grpc.RpcError as e:
-                    log.info("swap %s: %s to %s not delivered (%s: %s), will retry", message.swap_id, message.kind,
-                             message.peer, e.code().name, e.details())
-                except OSError as e:
-                    log.info("swap %s: peer %s unreachable (%s), will retry", message.swap_id, message.peer, e)
+                except (grpc.RpcError, OSError) as e:
+                    why = f"{e.code().name}: {e.details()}" if isinstance(e, grpc.RpcError) else str(e)
+                    level = logging.DEBUG if message.id in self._failing else logging.INFO
+                    self._failing.add(message.id)
+                    log.log(level, "swap %s: %s to %s not delivered (%s), will retry", message.swap_id,
+                            message.kind, message.peer, why)
             with trio.move_on_after(self._retry_s):
                 await self._wake.wait()

@@ -431,18 +431,21 @@ class SwapDaemon:
 
     async def _propose(self, row: SwapRow) -> None:
         offer = spb.SwapOffer(**row.offer)
+        level = logging.INFO  # the first failure; the retries at debug level
         while True:
             try:
                 reply = await self.peers.call(row.peer, lambda c: c.propose(offer))
             except grpc.RpcError as e:
-                log.info("swap %s: offer not delivered (%s: %s), will retry", row.swap_id, e.code().name,
-                         e.details())
+                log.log(level, "swap %s: offer not delivered (%s: %s), will retry", row.swap_id, e.code().name,
+                        e.details())
+                level = logging.DEBUG
                 if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
                     row.status, row.notes["reason"] = "rejected", str(e.details())
                     self.store.update(row, self.now())
                     return
             except OSError as e:
-                log.info("swap %s: peer %s unreachable (%s), will retry", row.swap_id, row.peer, e)
+                log.log(level, "swap %s: peer %s unreachable (%s), will retry", row.swap_id, row.peer, e)
+                level = logging.DEBUG
             else:
                 if reply.decision == spb.OfferReply.ACCEPTED:
                     try:
