@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import struct
+
 from .hashes import hash256
 from .serialize import compact_size, i32, i64, ser_bytes, u32
 from .tx import Transaction
@@ -155,9 +158,14 @@ def legacy_sighash(script_code: bytes, tx: Transaction, input_index: int, hash_t
 
 
 class Bip143Cache:
-    """hashPrevouts, hashSequence and hashOutputs of one transaction, computed once."""
+    """hashPrevouts, hashSequence and hashOutputs of one transaction, computed once.
 
-    __slots__ = ("hash_prevouts", "hash_sequence", "hash_outputs")
+    It also keeps the SIGHASH_ALL preimage's parts that are the same for every input
+    (version + hashPrevouts + hashSequence before the input, hashOutputs + locktime +
+    hash type after it), for the version and locktime the transaction had then.
+    """
+
+    __slots__ = ("hash_prevouts", "hash_sequence", "hash_outputs", "version", "locktime", "head", "tail_all")
 
     def __init__(self, tx: Transaction) -> None:
         inputs = tx.inputs
@@ -171,9 +179,16 @@ class Bip143Cache:
                 for o in tx.outputs
             )
         )
+        self.version = tx.version
+        self.locktime = tx.locktime
+        self.head = i32(tx.version) + self.hash_prevouts + self.hash_sequence
+        self.tail_all = self.hash_outputs + u32(tx.locktime) + u32(SIGHASH_ALL)
 
 
 _ZERO32 = b"\x00" * 32
+_sha256 = hashlib.sha256
+_pack_u32 = struct.Struct("<I").pack
+_pack_amount_sequence = struct.Struct("<qI").pack
 
 
 def bip143_sighash(
@@ -185,10 +200,24 @@ def bip143_sighash(
     cache: Bip143Cache | None = None,
 ) -> bytes:
     """The segwit v0 signature hash of BIP143."""
-    base_type = hash_type & 0x1F
-    anyone_can_pay = bool(hash_type & SIGHASH_ANYONECANPAY)
     if cache is None:
         cache = Bip143Cache(tx)
+    if hash_type == SIGHASH_ALL and tx.version == cache.version and tx.locktime == cache.locktime:
+        # The common case in one join: only the outpoint, script code, amount and sequence vary.
+        txin = tx.inputs[input_index]
+        prevout = txin.prevout
+        n = len(script_code)
+        return _sha256(_sha256(b"".join((
+            cache.head,
+            prevout.txid,
+            _pack_u32(prevout.index),
+            bytes((n,)) if n < 0xFD else compact_size(n),
+            script_code,
+            _pack_amount_sequence(amount_sat, txin.sequence),
+            cache.tail_all,
+        ))).digest()).digest()
+    base_type = hash_type & 0x1F
+    anyone_can_pay = bool(hash_type & SIGHASH_ANYONECANPAY)
     hash_prevouts = _ZERO32 if anyone_can_pay else cache.hash_prevouts
     if anyone_can_pay or base_type in (SIGHASH_SINGLE, SIGHASH_NONE):
         hash_sequence = _ZERO32

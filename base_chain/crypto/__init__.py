@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 _BACKENDS: dict[str, Backend] = {}
+_HALF_N = N // 2
 
 
 def _make(name: str) -> Backend:
@@ -121,12 +122,16 @@ class PublicKey:
         `der`: the same signature in strict DER, if the caller has it; a backend that takes DER
         (libsecp256k1) then verifies it as it is, without re-encoding.
         """
-        backend, handle = self._backend_handle()
-        if s > N // 2:
+        backend = _current
+        if self._backend is backend:
+            handle = self._handle
+        else:
+            backend, handle = self._backend_handle()
+        if s > _HALF_N:
             s = N - s
-        elif der is not None:
+        elif der is not None and 0 < r < N and s > 0:
             verify_der = getattr(backend, "verify_der", None)
-            if verify_der is not None and 0 < r < N and s > 0:
+            if verify_der is not None:
                 return bool(verify_der(handle, der, msg32))
         return backend.verify(handle, msg32, r, s)
 

@@ -70,7 +70,8 @@ class SignatureChecker:
     ) -> bool:
         """Does `sig` (DER plus hash-type byte) sign this input under `pubkey`?
 
-        `rs` may carry (r, s) when the caller has already parsed the signature.
+        `rs` may carry (r, s) when the caller has already checked that the signature is
+        strict DER and parsed it (check_signature_encoding's result).
         """
         return False
 
@@ -112,11 +113,13 @@ class TransactionChecker(SignatureChecker):
             key = PublicKey.from_bytes(pubkey)
         except ValueError:
             return False
-        strict = is_valid_signature_encoding(sig)
         if rs is None:
+            strict = is_valid_signature_encoding(sig)
             rs = strict_der_values(sig) if strict else parse_der_lax(sig[:-1])
             if rs is None:
                 return False
+        else:
+            strict = True
         hash_type = sig[-1]
         if sigversion == SIGVERSION_WITNESS_V0:
             if self.cache is None:

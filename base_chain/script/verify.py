@@ -69,6 +69,17 @@ def verify_script_with_checker(
     if flags & _WITNESS and not flags & _P2SH:
         raise ValueError("the WITNESS flag requires P2SH")
 
+    if not script_sig and flags & _WITNESS and len(script_pubkey) == 22 and script_pubkey[:2] == b"\x00\x14":
+        # Native P2WPKH, the most common spend: the general path below does exactly this
+        # (the program must be true on the stack, then the witness runs), minus its set-up.
+        keyhash = script_pubkey[2:]
+        if not cast_to_bool(keyhash):
+            raise ScriptError("EVAL_FALSE")
+        if len(witness) != 2:
+            raise ScriptError("WITNESS_PROGRAM_MISMATCH", f"P2WPKH needs 2 witness items, got {len(witness)}")
+        _verify_p2wpkh(witness[0], witness[1], keyhash, flags, checker)
+        return
+
     if flags & _SIGPUSHONLY and not is_push_only(script_sig):
         raise ScriptError("SIG_PUSHONLY")
 
