@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ import trio
 
 from base_chain.crypto import PrivateKey, PublicKey
 from base_chain.hashes import sha256
+from base_chain.rpc.tls import write_atomic
 from channels.effects import ChannelError, Effect, HtlcFailed, HtlcFulfilled
 from channels.manager import ManagedChannel
 from channels.messages import UpdateAddHtlc
@@ -230,11 +232,29 @@ class Payer:
         self.node = node
         self.store = store
         self._graph = graph
-        self.scorer = scorer if scorer is not None else Scorer()
+        self._scorer_path = node.datadir / "mission_control.json"
+        self.scorer = scorer if scorer is not None else self._load_scorer()
         self.updates: Watchers[bytes, Payment] = Watchers()
         self._drivers: dict[bytes, trio.MemorySendChannel[_Outcome]] = {}
         #: HTLC events (SubscribeHtlcEvents): our sends here, the node's forwards too.
         self.htlc_events = HtlcEventHub()
+
+    def _load_scorer(self) -> Scorer:
+        """What earlier payments taught (lnd keeps mission control across restarts too); fresh if unreadable."""
+        try:
+            return Scorer.from_dict(json.loads(self._scorer_path.read_text()))
+        except FileNotFoundError:
+            return Scorer()
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("ignoring %s: %s", self._scorer_path, e)
+            return Scorer()
+
+    def save_scorer(self) -> None:
+        """Persist the scorer's learnings (best effort: losing them costs retries, never money)."""
+        try:
+            write_atomic(self._scorer_path, json.dumps(self.scorer.to_dict()).encode(), 0o600)
+        except OSError as e:
+            log.warning("cannot save %s: %s", self._scorer_path, e)
 
     @property
     def graph(self) -> ChannelGraph:
@@ -335,6 +355,8 @@ class Payer:
             if decision is None:
                 return False
             if isinstance(decision, Finished):
+                if lc.s.attempts:
+                    self.save_scorer()
                 if decision.preimage is None:
                     log.info("payment %s failed: %s (%s)", payment_hash.hex(), decision.reason.name, decision.message)
                     self._publish(self.store.fail_payment(payment_hash, decision.reason))

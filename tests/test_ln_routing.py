@@ -12,6 +12,7 @@ paid one are refused with lnd's errors, and a second payer of a paid invoice get
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 import time
@@ -218,6 +219,10 @@ def test_retry_through_f_after_c_is_drained(net) -> None:
     assert (ln.Payment.IN_FLIGHT, [ln.HTLCAttempt.IN_FLIGHT]) in states
     assert (ln.Payment.IN_FLIGHT, [ln.HTLCAttempt.FAILED, ln.HTLCAttempt.IN_FLIGHT]) in states
 
+    # A's scorer learnt that C–D does not carry it, and keeps that on disk (mission control)
+    learnt = json.loads((a.datadir / "mission_control.json").read_text())
+    assert str(first.route.hops[2].chan_id) in learnt["channels"]
+
     # SubscribeHtlcEvents: A saw its two sends, C refused the forward, F forwarded and settled
     sends = watched[a].until(lambda ev: [x.WhichOneof("event") for x in ev] == [
         "subscribed_event", "forward_event", "forward_fail_event", "forward_event", "settle_event"])
@@ -253,9 +258,9 @@ def test_retry_through_f_after_c_is_drained(net) -> None:
 def test_expired_invoice_is_refused(net) -> None:
     chain, a, b, c, d, e, f = net
     inv = e.rpc.AddInvoice(ln.Invoice(value=1_000, expiry=1))
-    time.sleep(1.5)
+    time.sleep(2.5)  # whole seconds: expired once a full second has passed the expiry
     with pytest.raises(grpc.RpcError) as err:
         _pay(a, inv.payment_request)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "invoice expired" in (err.value.details() or "")
-    assert a.rpc.ListPayments(ln.ListPaymentsRequest(include_incomplete=True)).payments[-1].payment_hash != \
-        inv.r_hash.hex()
+    payments = a.rpc.ListPayments(ln.ListPaymentsRequest(include_incomplete=True)).payments
+    assert inv.r_hash.hex() not in {p.payment_hash for p in payments}  # refused before any payment is recorded
