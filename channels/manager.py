@@ -4,6 +4,12 @@ Effects are carried out strictly in order; a `Persist` is written to sqlite
 (synchronous=FULL) before any later effect, so nothing is promised to the peer
 that a crash could take back. Channels are restored from their last snapshot on
 start and reestablished when their peer reconnects.
+
+After a close, the on-chain monitors, the resolver's sweeps and the last block
+handled are durable too (:mod:`channels.monitor_store`): :meth:`ChannelManager.resume`
+handles the blocks missed before a restart and carries out what the restored
+monitors ask. ``CANAL_CRASH_AT`` (:mod:`channels.faults`) kills the process at a
+named step of the effects, for crash tests.
 """
 
 from __future__ import annotations
