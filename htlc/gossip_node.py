@@ -463,16 +463,29 @@ class GossipNode:
     # --- policy -------------------------------------------------------------------------------------------
 
     async def update_policy(self, channel_points: list[str] | None,
-                            change: Callable[[ForwardingPolicy], ForwardingPolicy]) -> list[str]:
+                            change: Callable[[ForwardingPolicy], ForwardingPolicy]) -> tuple[list[str], dict[str, str]]:
         """Change our policy (all channels and the default when ``channel_points`` is None); gossip it.
 
-        Raises :class:`htlc.policy.PolicyError` (nothing changed) for a policy lnd would refuse.
-        Returns the channel points whose policy changed.
+        Returns the channel points whose policy changed, and those refused with the reason (as lnd:
+        a maximum HTLC above the capacity, a minimum below what the peer accepts). Raises
+        :class:`htlc.policy.PolicyError` (nothing changed) for a policy lnd refuses outright.
         """
         everything = channel_points is None
         mine = {channel_point_of(mc): mc for mc in self.node.channels.channels.values()
                 if mc.channel.state is ChannelState.NORMAL and mc.channel.commitments is not None}
-        points = list(mine) if channel_points is None else channel_points
+        refused: dict[str, str] = {}
+        for cp in list(mine) if channel_points is None else channel_points:
+            c = mine[cp].channel.commitments if cp in mine else None
+            if c is None:
+                continue
+            new = change(self.policies.policy(cp))
+            if new.max_htlc_msat is not None and new.max_htlc_msat > c.params.funding_sat * 1000:
+                refused[cp] = (f"max htlc size of {new.max_htlc_msat} msat exceeds the channel capacity of "
+                               f"{c.params.funding_sat * 1000} msat")
+            elif new.min_htlc_msat < c.params.remote.htlc_minimum_msat:
+                refused[cp] = (f"min htlc amount of {new.min_htlc_msat} msat is below the peer's minimum of "
+                               f"{c.params.remote.htlc_minimum_msat} msat")
+        points = [cp for cp in (list(mine) if channel_points is None else channel_points) if cp not in refused]
         async with self._lock:
             changed = self.policies.update(points, change, everything)
             self.db.save_policies(changed, self.policies.default if everything else None)
@@ -480,7 +493,7 @@ class GossipNode:
                 mc = mine.get(cp)
                 if mc is not None:
                     await self.send_channel_update(mc)
-        return list(changed)
+        return list(changed), refused
 
     def channel_update_bytes(self, short_channel_id: int) -> bytes:
         """Our latest channel_update of a channel, for failure messages (empty when not announced)."""

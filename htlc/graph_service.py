@@ -257,16 +257,28 @@ class GraphLightningMixin(LightningServicer):
                 ours = {channel_point_of(mc) for mc in self.d.channels.channels.values()
                         if mc.channel.state is ChannelState.NORMAL}
                 if point not in ours:
-                    failed.append(ln.FailedUpdate(outpoint=ln.OutPoint(txid_str=txid, output_index=cp.output_index),
+                    failed.append(ln.FailedUpdate(outpoint=_outpoint_pb(txid, cp.output_index),
                                                   reason=ln.UPDATE_FAILURE_NOT_FOUND, update_error="not found"))
                     return ln.PolicyUpdateResponse(failed_updates=failed)
                 points = [point]
             try:
-                await self._gossip.update_policy(points, change)
+                _, refused = await self._gossip.update_policy(points, change)
             except PolicyError as e:
                 raise invalid(str(e)) from None
+            for point, why in refused.items():
+                txid, _, index = point.partition(":")
+                failed.append(ln.FailedUpdate(outpoint=_outpoint_pb(txid, int(index)),
+                                              reason=ln.UPDATE_FAILURE_INVALID_PARAMETER, update_error=why))
             return ln.PolicyUpdateResponse(failed_updates=failed)
         return self.run(context, fn)
+
+
+def _outpoint_pb(txid_hex: str, index: int) -> ln.OutPoint:
+    try:
+        raw = bytes.fromhex(txid_hex)[::-1]
+    except ValueError:
+        raw = b""
+    return ln.OutPoint(txid_bytes=raw, txid_str=txid_hex, output_index=index)
 
 
 def _diameter(adjacency: dict[bytes, set[bytes]]) -> int:

@@ -157,6 +157,11 @@ def test_policy_update_reaches_alice(line) -> None:
     missing = ln.PolicyUpdateRequest(base_fee_msat=1, fee_rate_ppm=1, time_lock_delta=40,
                                      chan_point=ln.ChannelPoint(funding_txid_str="00" * 32, output_index=0))
     assert carol.rpc.UpdateChannelPolicy(missing).failed_updates[0].reason == ln.UPDATE_FAILURE_NOT_FOUND
+    too_big = ln.PolicyUpdateRequest(base_fee_msat=1, fee_rate_ppm=1, time_lock_delta=40,
+                                     max_htlc_msat=CAPACITY * 1000 + 1, chan_point=bc)
+    failed = carol.rpc.UpdateChannelPolicy(too_big).failed_updates
+    assert failed[0].reason == ln.UPDATE_FAILURE_INVALID_PARAMETER and "capacity" in failed[0].update_error
+    assert carol.rpc.FeeReport(ln.FeeReportRequest()).channel_fees[0].base_fee_msat == 5000  # unchanged
 
 
 def test_graph_survives_sigkill(line) -> None:
