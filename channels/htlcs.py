@@ -76,6 +76,7 @@ from .specs import (  # the hex helpers are the snapshot format's, shared
     reduce,
     to_compact_signature,
     verify_compact_signature,
+    wire_hex,
 )
 from .transactions import (
     ChannelType,
@@ -178,7 +179,7 @@ class UpdateLog:
         return [*self.proposed, *self.signed, *self.acked]
 
     def to_dict(self) -> dict[str, list[str]]:
-        return {k: [_hex(u.encode()) for u in v] for k, v in self._lists()}
+        return {k: [wire_hex(u) for u in v] for k, v in self._lists()}
 
     def _lists(self) -> list[tuple[str, list[UpdateMessage]]]:
         return [("proposed", self.proposed), ("signed", self.signed), ("acked", self.acked)]

@@ -26,6 +26,12 @@ again from its node seed and ``keys_id`` (``keys.derive_channel_keys``), and
 A spec is ``{to_local_msat, to_remote_msat, feerate_per_kw, htlcs: [[direction,
 update_add_htlc wire hex], ...]}`` from its commitment owner's point of view.
 Bytes are hex; amounts are integers (msat in channels, sat on chain).
+
+Long strings are stored once: the same update_add_htlc (with its 1,366-byte onion)
+is in up to four specs and an update log, so inside ``commitments`` every string of
+``_INTERN_MIN`` characters or more (and any string starting with ``@``) is replaced
+by ``"@<n>"``, an index into the top-level list ``blobs``. A snapshot without
+``blobs`` (written before) has no references and loads as it is.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["SNAPSHOT_VERSION", "channel_to_dict", "channel_from_dict"]
 
 SNAPSHOT_VERSION = 1
+_INTERN_MIN = 200  # characters: anything shorter costs more as a reference than as itself
 
 # Attributes stored as they are (JSON types), and as hex (bytes | None).
 _PLAIN = (
@@ -94,9 +101,42 @@ def channel_to_dict(ch: Channel) -> dict[str, Any]:
         funding_tx=None if funding is None else funding.hex(),
         closing_signed_sent=None if sent is None else sent.encode().hex(),
         closing_tx=None if tx is None else tx.hex(),
-        commitments=ch.commitments.to_dict(),
     )
+    blobs: list[str] = []
+    d["commitments"] = _intern(ch.commitments.to_dict(), blobs, {})
+    d["blobs"] = blobs
     return d
+
+
+def _intern(value: Any, blobs: list[str], index: dict[str, int]) -> Any:
+    if isinstance(value, str):
+        if len(value) < _INTERN_MIN and not value.startswith("@"):
+            return value
+        n = index.get(value)
+        if n is None:
+            n = index[value] = len(blobs)
+            blobs.append(value)
+        return f"@{n}"
+    if isinstance(value, list):
+        return [_intern(v, blobs, index) for v in value]
+    if isinstance(value, dict):
+        return {k: _intern(v, blobs, index) for k, v in value.items()}
+    return value
+
+
+def _resolve(value: Any, blobs: list[str]) -> Any:
+    if isinstance(value, str):
+        if not value.startswith("@"):
+            return value
+        try:
+            return blobs[int(value[1:])]
+        except (ValueError, IndexError):
+            raise ValueError(f"snapshot: bad blob reference {value[:20]!r}") from None
+    if isinstance(value, list):
+        return [_resolve(v, blobs) for v in value]
+    if isinstance(value, dict):
+        return {k: _resolve(v, blobs) for k, v in value.items()}
+    return value
 
 
 def channel_from_dict(cls: type[Channel], d: dict[str, Any], secrets: ChannelSecrets) -> Channel:
@@ -105,6 +145,8 @@ def channel_from_dict(cls: type[Channel], d: dict[str, Any], secrets: ChannelSec
 
     if d.get("version") != SNAPSHOT_VERSION:
         raise ValueError(f"unknown channel snapshot version {d.get('version')}")
+    blobs = d.get("blobs")
+    commitments = d["commitments"] if blobs is None else _resolve(d["commitments"], blobs)
     ch = cls(
         state=ChannelState(d["state"]),
         secrets=secrets,
@@ -122,7 +164,7 @@ def channel_from_dict(cls: type[Channel], d: dict[str, Any], secrets: ChannelSec
     for name in _HEX:
         setattr(ch, name, _uhx(d[name]))
     ch.channel_type = None if d["channel_type"] is None else ChannelType(d["channel_type"])
-    ch.commitments = Commitments.from_dict(d["commitments"], secrets)
+    ch.commitments = Commitments.from_dict(commitments, secrets)
     ch.funding_tx = None if d["funding_tx"] is None else Transaction.from_hex(d["funding_tx"])
     ch.closing_tx = None if d["closing_tx"] is None else Transaction.from_hex(d["closing_tx"])
     if d["closing_signed_sent"] is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from base_chain.crypto import N, PublicKey, encode_der, parse_der_lax
@@ -39,7 +40,7 @@ from .transactions import (
     commitment_number_obscure_factor,
     htlc_is_trimmed,
 )
-from .wire import decode_message
+from .wire import Message, decode_message
 
 __all__ = [
     "PartyParams",
@@ -52,6 +53,7 @@ __all__ = [
     "to_compact_signature",
     "from_compact_signature",
     "verify_compact_signature",
+    "wire_hex",
 ]
 
 _OFFERED = HtlcDirection.OFFERED
@@ -87,6 +89,20 @@ def verify_compact_signature(pubkey: PublicKey, sig64: bytes, digest: bytes) -> 
 
 def _hex(b: bytes) -> str:
     return b.hex()
+
+
+def wire_hex(msg: Message) -> str:
+    """A message's wire encoding as hex, remembered for (frozen, hashable) messages: a channel
+    snapshot holds each in-flight update_add_htlc several times and is written after every update."""
+    try:
+        return _wire_hex(msg)
+    except TypeError:  # not hashable
+        return msg.encode().hex()
+
+
+@lru_cache(maxsize=4096)
+def _wire_hex(msg: Message) -> str:
+    return msg.encode().hex()
 
 
 def _unhex(s: str) -> bytes:
@@ -285,7 +301,7 @@ class Spec:
             "to_local_msat": self.to_local_msat,
             "to_remote_msat": self.to_remote_msat,
             "feerate_per_kw": self.feerate_per_kw,
-            "htlcs": [[h.direction.value, _hex(h.add.encode())] for h in self.htlcs],
+            "htlcs": [[h.direction.value, wire_hex(h.add)] for h in self.htlcs],
         }
 
     @classmethod
