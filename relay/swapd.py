@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import secrets
 import signal
@@ -91,6 +92,8 @@ class _Runner:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     nursery: trio.Nursery | None = None
     watches: set[tuple[Any, ...]] = field(default_factory=set)
+    inbox: trio.MemorySendChannel[Event] | None = None
+    """Heights for this swap, fed in order by its own task (a slow swap never holds up the others)."""
 
 
 class SwapDaemon:
@@ -210,9 +213,8 @@ class SwapDaemon:
                 if height != last and height >= 0:
                     last = height
                     for runner in list(self.runners.values()):
-                        if not runner.swap.is_finished():
-                            await self._feed(runner, HeightObserved(link.name, height))
-                            await self._rebroadcast(runner, link.name)
+                        if not runner.swap.is_finished() and runner.inbox is not None:
+                            runner.inbox.send_nowait(HeightObserved(link.name, height))
                 with trio.move_on_after(POLL_S):
                     await wake.wait()
 
@@ -247,6 +249,8 @@ class SwapDaemon:
             self._nursery.start_soon(self._run_swap, runner)
 
     async def _run_swap(self, runner: _Runner) -> None:
+        send, receive = trio.open_memory_channel[Event](math.inf)
+        runner.inbox = send
         with runner.scope:
             async with trio.open_nursery() as nursery:
                 runner.nursery = nursery
@@ -265,7 +269,10 @@ class SwapDaemon:
                         await self._carry_out(runner, swap.resume())
                     except SwapError as e:
                         log.error("swap %s: cannot resume: %s", runner.row.swap_id, e)
-                await trio.sleep_forever()
+                async for event in receive:
+                    await self._feed(runner, event)
+                    if isinstance(event, HeightObserved):
+                        await self._rebroadcast(runner, event.chain)
 
     async def _feed(self, runner: _Runner, event: Event) -> None:
         async with runner.lock:
