@@ -17,32 +17,41 @@ __all__ = ["GRAPH_COMMANDS"]
 def _describegraph(p: argparse.ArgumentParser) -> None:
     p.add_argument("--include_unannounced", action="store_true",
                    help="include unannounced channels (private ones and public ones not yet announced)")
+    _auth_proof(p)
+
+
+def _auth_proof(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--include_auth_proof", action="store_true", help="include the announcements' signatures")
 
 
 def _getchaninfo(p: argparse.ArgumentParser) -> None:
     p.add_argument("chan_id_arg", nargs="?", type=int, metavar="chan_id")
     p.add_argument("--chan_id", type=int, default=0, help="the 8-byte compact channel ID")
     p.add_argument("--chan_point", default="", help="the channel point (funding_txid:output_index)")
+    _auth_proof(p)
 
 
 def _getchaninfo_run(stub: Any, a: argparse.Namespace) -> Any:
     chan_id = a.chan_id or a.chan_id_arg or 0
     if not chan_id and not a.chan_point:
         raise SystemExit("[lncli] chan_id or chan_point argument missing")
-    return to_lncli_json(stub.GetChanInfo(ln.ChanInfoRequest(chan_id=chan_id, chan_point=a.chan_point)))
+    return to_lncli_json(stub.GetChanInfo(ln.ChanInfoRequest(chan_id=chan_id, chan_point=a.chan_point,
+                                                            include_auth_proof=a.include_auth_proof)))
 
 
 def _getnodeinfo(p: argparse.ArgumentParser) -> None:
     p.add_argument("pub_key_arg", nargs="?", metavar="pub_key")
     p.add_argument("--pub_key", default="", help="the 33-byte hex-encoded compressed public key of the node")
     p.add_argument("--include_channels", action="store_true", help="include the node's channels")
+    _auth_proof(p)
 
 
 def _getnodeinfo_run(stub: Any, a: argparse.Namespace) -> Any:
     pub_key = a.pub_key or a.pub_key_arg
     if not pub_key:
         raise SystemExit("[lncli] pub_key argument missing")
-    return to_lncli_json(stub.GetNodeInfo(ln.NodeInfoRequest(pub_key=pub_key, include_channels=a.include_channels)))
+    return to_lncli_json(stub.GetNodeInfo(ln.NodeInfoRequest(pub_key=pub_key, include_channels=a.include_channels,
+                                                            include_auth_proof=a.include_auth_proof)))
 
 
 def _updatechanpolicy(p: argparse.ArgumentParser) -> None:
@@ -89,7 +98,7 @@ def _updatechanpolicy_run(stub: Any, a: argparse.Namespace) -> Any:
 GRAPH_COMMANDS: list[Command] = [
     Command("describegraph", "Describe the network graph.", _describegraph,
             lambda s, a: to_lncli_json(s.DescribeGraph(ln.ChannelGraphRequest(
-                include_unannounced=a.include_unannounced)))),
+                include_unannounced=a.include_unannounced, include_auth_proof=a.include_auth_proof)))),
     Command("getchaninfo", "Get the state of a channel.", _getchaninfo, _getchaninfo_run),
     Command("getnodeinfo", "Get information on a specific node.", _getnodeinfo, _getnodeinfo_run),
     Command("getnetworkinfo", "Get statistical information about the current state of the network.",

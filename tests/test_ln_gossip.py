@@ -126,9 +126,10 @@ def test_public_channels_are_gossiped_to_the_far_end(line) -> None:
         return subprocess.run([sys.executable, "-m", "canal", "ln", "--datadir", str(alice.datadir), "--json",
                                *args], capture_output=True, text=True, timeout=30, check=False)
 
-    out = cli("--readonly", "getchaninfo", "--chan_id", str(bc_edge.channel_id))
+    out = cli("--readonly", "getchaninfo", "--chan_id", str(bc_edge.channel_id), "--include_auth_proof")
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["chan_point"] == bc_point
+    edge = json.loads(out.stdout)
+    assert edge["chan_point"] == bc_point and edge["auth_proof"]["bitcoin_sig2"].startswith("30")  # DER, in hex
     denied = cli("--readonly", "updatechanpolicy", "--base_fee_msat", "1", "--fee_rate_ppm", "1",
                  "--time_lock_delta", "40")
     assert denied.returncode == 1 and "PERMISSION_DENIED" in denied.stderr
