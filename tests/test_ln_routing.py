@@ -6,7 +6,8 @@
 A queries a 4-hop route to E; B pays E an MPP payment larger than any of its channels (split over C
 and F); C then drains its side of C–D, and A's next payment fails at C (temporary_channel_failure) and
 is retried through F (the SendPaymentV2 stream shows both attempts); an expired invoice and an already
-paid one are refused with lnd's errors, and a second payer of a paid invoice gets INCORRECT_PAYMENT_DETAILS.
+paid one are refused with lnd's errors, and a second payer of a paid invoice gets INCORRECT_PAYMENT_DETAILS;
+A killed (SIGKILL) with a payment in flight refuses to pay it again after its restart and tracks it to SUCCEEDED.
 """
 
 from __future__ import annotations
@@ -253,6 +254,38 @@ def test_retry_through_f_after_c_is_drained(net) -> None:
     again = _pay(b, inv.payment_request)[-1]
     assert again.status == ln.Payment.FAILED
     assert again.failure_reason == ln.PaymentFailureReason.FAILURE_REASON_INCORRECT_PAYMENT_DETAILS
+
+
+def test_payer_killed_mid_payment_keeps_tracking_it(net) -> None:
+    chain, a, b, c, d, e, f = net
+    preimage = os.urandom(32)
+    payment_hash = hashlib.sha256(preimage).digest()
+    invoices = inv_grpc.InvoicesStub(e._channel)
+    hold = invoices.AddHoldInvoice(inv_pb.AddHoldInvoiceRequest(hash=payment_hash, value=50_000))
+
+    def pay() -> None:
+        try:
+            _pay(a, hold.payment_request)
+        except grpc.RpcError:
+            pass  # the payer dies under it
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(pay)
+        wait_for(lambda: e.rpc.LookupInvoice(ln.PaymentHash(r_hash=payment_hash)).state == ln.Invoice.ACCEPTED, 30,
+                 "the HTLC held at E")
+        a.kill()  # SIGKILL with the HTLC in flight
+    a.start()
+    wait_for(lambda: a.rpc.ListChannels(ln.ListChannelsRequest(active_only=True)).channels, 30, "A reconnected")
+    with pytest.raises(grpc.RpcError) as err:  # never paid twice
+        _pay(a, hold.payment_request)
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS and "in transition" in (err.value.details() or "")
+    tracked = a.router.TrackPaymentV2(router.TrackPaymentRequest(payment_hash=payment_hash))
+    first = next(tracked)
+    assert first.status == ln.Payment.IN_FLIGHT and [h.status for h in first.htlcs] == [ln.HTLCAttempt.IN_FLIGHT]
+    invoices.SettleInvoice(inv_pb.SettleInvoiceMsg(preimage=preimage))
+    final = list(tracked)[-1]
+    assert final.status == ln.Payment.SUCCEEDED and final.payment_preimage == preimage.hex()
+    assert final.fee_msat == final.htlcs[0].route.total_fees_msat > 0
 
 
 def test_expired_invoice_is_refused(net) -> None:
