@@ -197,6 +197,10 @@ class ChannelManager:
             actions, self._restored_actions = self._restored_actions, []
             for cid, act in actions:
                 await self._monitor_action(cid, act)
+            pending = [*self._recovery_sweeps, *(sw for mc in self.channels.values() for sw in mc.sweeps)]
+            for valid_from, sweep in pending:  # restored sweeps go out now, not at the next block
+                if self.d.tip_height + 1 >= valid_from:
+                    await self._monitor_broadcast(sweep, "restored sweep")
 
     # --- static channel backups ------------------------------------------------------------------
 
