@@ -314,6 +314,18 @@ class Swap:
             return []
         raise SwapError(f"unknown event {event!r}")
 
+    def abandon(self, reason: str) -> list[Effect]:
+        """Give up a swap where nothing of ours is locked yet (the participant still waiting for the
+        initiator's contract): ABORTED. SwapError once our contract exists (then only a refund ends it)."""
+        d = self._d
+        if d.state not in (SwapState.AWAITING_COUNTER_CONTRACT, SwapState.COUNTER_CONTRACT_SEEN):
+            raise SwapError(f"abandon: the swap is {d.state.value}")
+        if d.ours is not None:
+            raise SwapError("abandon: our contract exists; it can only be refunded")
+        d.reason = reason
+        self._goto(SwapState.ABORTED)
+        return [Persist(), Aborted(reason)]
+
     def resume(self) -> list[Effect]:
         """After a restart from :meth:`from_dict`: the watches, shares and broadcasts to set up again.
 

@@ -54,11 +54,11 @@ from base_chain.tx import Transaction
 from proto import swap_pb2 as spb
 from proto import swap_pb2_grpc as spb_grpc
 
-from .contract import INITIATOR_LOCK_S, PARTICIPANT_LOCK_S
+from .contract import INITIATOR_LOCK_S, PARTICIPANT_LOCK_S, blocks_for_duration
 from .swap import (
     Aborted, Broadcast, ChainConfig, ContractFunded, CounterContractReceived, Done, Effect, Event, Failed,
     FeeRateObserved, FundContract, HeightObserved, Persist, Refunded, Refused, Role, ShareContract, Swap,
-    SwapError, SwapTerms, WatchConfirmation, WatchSpend,
+    SwapError, SwapState, SwapTerms, WatchConfirmation, WatchSpend,
 )
 from .swap_host import RETRY_S, BroadcastRejected, ChainLink, ChainSettings, ChainUnavailable
 from .swap_peer import OutboxSender, PeerError, Peers, PeerServicer, make_peer_server, parse_hostport
@@ -82,6 +82,9 @@ class Policy:
     """Per chain: offers that make us lock at most this much there are accepted without asking."""
     safety_margin_s: int = 6 * 60 * 60
     redeem_window_s: int = 2 * 60 * 60
+    counter_contract_timeout_s: int = 2 * 60 * 60
+    """Participant: an accepted swap whose initiator has not locked its contract by then (in the
+    initiator chain's blocks) is abandoned; nothing of ours is locked before that contract."""
 
 
 @dataclass(eq=False)
@@ -273,6 +276,7 @@ class SwapDaemon:
                     await self._feed(runner, event)
                     if isinstance(event, HeightObserved):
                         await self._rebroadcast(runner, event.chain)
+                        await self._maybe_abandon(runner, event)
 
     async def _feed(self, runner: _Runner, event: Event) -> None:
         async with runner.lock:
@@ -357,6 +361,22 @@ class SwapDaemon:
                 details = e.details() if isinstance(e, grpc.RpcError) else str(e)
                 log.warning("swap %s: cannot fund the contract yet (%s), retrying", row.swap_id, details)
             await trio.sleep(RETRY_S * 5)
+
+    async def _maybe_abandon(self, runner: _Runner, event: HeightObserved) -> None:
+        """Participant: no contract from the initiator within the timeout -> abandon (nothing is locked)."""
+        swap, since = runner.swap, runner.row.notes.get("accepted_height")
+        if (swap.role is not Role.PARTICIPANT or swap.state is not SwapState.AWAITING_COUNTER_CONTRACT
+                or since is None or event.chain != swap.terms.their_chain.name):
+            return
+        blocks = blocks_for_duration(self.policy.counter_contract_timeout_s, swap.terms.their_chain.target_spacing_s)
+        if event.height - int(since) < blocks:
+            return
+        async with runner.lock:
+            try:
+                effects = swap.abandon(f"no contract from the initiator within {blocks} {event.chain} blocks")
+            except SwapError:
+                return
+            await self._carry_out(runner, effects)
 
     async def _rebroadcast(self, runner: _Runner, chain: str) -> None:
         """Our redeem or refund, unmined, is sent again on every block of its chain (a node that restarted
@@ -578,6 +598,7 @@ class SwapDaemon:
         refund = await self._link(terms.our_chain.name).new_script("swap refund")
         swap = Swap(terms, PrivateKey.generate(), redeem, refund)
         row.record, row.status = swap.to_dict(), swap.state.value
+        row.notes["accepted_height"] = await self._link(terms.their_chain.name).poll_height()
         self.store.update(row, self.now())
         log.info("swap %s: accepted offer of %s", swap_id, row.peer)
         self._start_runner(row, swap)
@@ -649,6 +670,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--safety-margin", type=int, default=6 * 3600, help="seconds between the two locks (6 h)")
     ap.add_argument("--redeem-window", type=int, default=2 * 3600,
                     help="initiator: least seconds left on the counter-contract to redeem it (2 h)")
+    ap.add_argument("--counter-contract-timeout", type=int, default=2 * 3600,
+                    help="participant: abandon an accepted swap whose initiator has not locked by then (2 h)")
     ap.add_argument("--debug", action="store_true")
     ns = ap.parse_args(argv)
     try:
@@ -662,7 +685,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("both --alpha-datadir and --beta-datadir are required")
     setup_logging(ns.datadir, "canal.swapd", ns.debug)
     daemon = SwapDaemon(ns.datadir, chains, ns.listen, ns.rpcport,
-                        Policy(auto, ns.safety_margin, ns.redeem_window))
+                        Policy(auto, ns.safety_margin, ns.redeem_window, ns.counter_contract_timeout))
     try:
         trio.run(daemon.run)
     except (OSError, ValueError, ChainUnavailable) as e:

@@ -207,6 +207,29 @@ def test_participant_refuses_a_counter_contract_with_wrong_terms(net: Net) -> No
         peer.close()
 
 
+def test_participant_abandons_an_accepted_swap_the_initiator_never_locks(net: Net) -> None:
+    """A (test-played) initiator whose offer Bob accepted never sends a contract: after 2 h of alpha blocks
+    (12) Bob's daemon abandons the swap, having locked nothing."""
+    key = PrivateKey.generate()
+    swap_id = secrets.token_hex(16)
+    offer = spb.SwapOffer(
+        swap_id=swap_id, initiator_chain="alpha", initiator_amount_sat=COIN, participant_chain="beta",
+        participant_amount_sat=COIN, secret_hash=sha256(secrets.token_bytes(32)).hex(),
+        initiator_pkh=hash160(key.public_key().to_bytes()).hex(), initiator_lock_s=INITIATOR_LOCK_S,
+        participant_lock_s=PARTICIPANT_LOCK_S, safety_margin_s=3600, reply_to="127.0.0.1:9")
+    peer = PeerClient(net.bob.peer_addr)
+    try:
+        assert peer.propose(offer).decision == spb.OfferReply.ACCEPTED
+    finally:
+        peer.close()
+    wait_for(lambda: swap_state(net.bob, swap_id) == "awaiting_counter_contract", 30, "bob to wait")
+    net.mine(net.alice_alpha, 11)
+    assert swap_state(net.bob, swap_id) == "awaiting_counter_contract"
+    net.mine(net.alice_alpha, 1)
+    wait_for(lambda: swap_state(net.bob, swap_id) == "aborted", 30, "bob to give up")
+    assert "no contract from the initiator" in net.bob.rpc.SwapInfo(spb.SwapInfoRequest(swap_id=swap_id)).reason
+
+
 def test_initiator_gone_both_refund_after_the_locktimes(net: Net) -> None:
     before = net.balances()
     net.alice.stop()
@@ -313,3 +336,24 @@ def test_counter_contract_reorged_out_and_back(net: Net) -> None:
         alice.stop()
         bob.stop()
         net.bob_alpha.rpc.AddNode(pb.AddNodeRequest(node=net.alice_alpha.p2p_addr, command="add"))
+
+
+def test_core_abandon_only_while_nothing_of_ours_is_locked() -> None:
+    from relay.swap import ChainConfig, HeightObserved, Role, Swap, SwapError, SwapTerms
+
+    def make(role: Role) -> Swap:
+        secret = secrets.token_bytes(32)
+        ours, theirs = (ChainConfig("alpha", 600), ChainConfig("beta", 150))
+        terms = SwapTerms(role, ours, theirs, COIN, COIN, sha256(secret), bytes(20))
+        return Swap(terms, PrivateKey.generate(), b"\x00\x14" + bytes(20), b"\x00\x14" + bytes(20),
+                    secret if role is Role.INITIATOR else None)
+
+    participant = make(Role.PARTICIPANT)
+    participant.start()
+    effects = participant.abandon("bored")
+    assert participant.state.value == "aborted" and participant.reason == "bored" and len(effects) == 2
+    initiator = make(Role.INITIATOR)
+    initiator.handle(HeightObserved("alpha", 100))
+    initiator.start()  # FUNDING: our contract exists
+    with pytest.raises(SwapError):
+        initiator.abandon("bored")
