@@ -8,7 +8,8 @@ happens to an HTLC at this node becomes one :class:`HtlcEvent`:
   the outgoing side);
 * ``settle``: its preimage came back (``preimage``); ``forward_fail``: the downstream failed it;
 * ``link_fail``: this node refused it (the forwarder's decision, or the outgoing channel refused
-  the add): ``wire_failure`` is the BOLT 4 code sent back, ``failure_string`` why.
+  the add): ``wire_failure`` is the BOLT 4 code sent back, ``failure_string`` why;
+* RECEIVE events for HTLCs paying us: ``settle`` when fulfilled, ``link_fail`` when failed back.
 
 The daemon publishes (:class:`HtlcEventHub`, on the trio thread); the service turns events into
 ``routerrpc.HtlcEvent`` messages. No clock here: times are passed in.
@@ -20,6 +21,8 @@ import enum
 from dataclasses import dataclass
 
 import trio
+
+from channels.effects import IncomingHtlc
 
 from .forwarding import Circuit, FailBack
 
@@ -110,6 +113,17 @@ class HtlcEventHub:
             incoming_timelock=cltv_expiry, outgoing_timelock=circuit.outgoing_cltv_expiry if circuit else 0,
             incoming_amt_msat=amount_msat, outgoing_amt_msat=circuit.outgoing_amount_msat if circuit else 0,
             wire_failure=code, failure_string=fail.why))
+
+    # --- payments to us ---------------------------------------------------------------------------------
+
+    def received(self, scid: int, htlc: IncomingHtlc, preimage: bytes | None, wire_failure: int, why: str,
+                 now_ns: int) -> None:
+        """An HTLC paying us was fulfilled (``preimage``) or failed back (``wire_failure``, ``why``)."""
+        kind = "settle" if preimage is not None else "link_fail"
+        self.publish(HtlcEvent(
+            EventType.RECEIVE, kind, now_ns, incoming_channel_id=scid, incoming_htlc_id=htlc.htlc_id,
+            incoming_timelock=htlc.cltv_expiry, incoming_amt_msat=htlc.amount_msat, preimage=preimage or b"",
+            wire_failure=wire_failure, failure_string=why))
 
     # --- our own payments ------------------------------------------------------------------------------
 

@@ -221,6 +221,8 @@ class PaymentNode(ChannelNode):
                 except ChannelError:  # the channel is closing: its on-chain monitor claims the HTLC
                     await self.channels.claim_onchain(mc.channel_id, preimage)
                     raise
+                self.payer.htlc_events.received(mc.channel.short_channel_id or 0, htlc, preimage, 0, "",
+                                                int(self.clock() * 1e9))
                 return
         if isinstance(decision, Hold):
             if not decision.replay:
@@ -243,6 +245,8 @@ class PaymentNode(ChannelNode):
                      decision.failure.name, decision.why)
             reason = decision.reason
             await self.channels.command(mc, lambda ch: [*ch.fail_htlc(htlc.htlc_id, reason), *ch.sign()])
+            self.payer.htlc_events.received(mc.channel.short_channel_id or 0, htlc, None, decision.failure.code,
+                                            decision.why, int(self.clock() * 1e9))
         elif isinstance(decision, FailMalformed):
             log.info("incoming HTLC %d on %s: malformed onion (%s)", htlc.htlc_id, mc.channel_id.hex(), decision.why)
             sha, code = decision.sha256_of_onion, decision.failure_code

@@ -205,7 +205,7 @@ def test_retry_through_f_after_c_is_drained(net) -> None:
     assert cd.local_balance < 30_000
 
     inv = e.rpc.AddInvoice(ln.Invoice(value=100_000, memo="retry"))
-    watched = {n: _HtlcEvents(n) for n in (a, c, f)}
+    watched = {n: _HtlcEvents(n) for n in (a, c, e, f)}
     updates = _pay(a, inv.payment_request)
     final = updates[-1]
     assert final.status == ln.Payment.SUCCEEDED, ln.PaymentFailureReason.Name(final.failure_reason)
@@ -244,8 +244,10 @@ def test_retry_through_f_after_c_is_drained(net) -> None:
                                                                   second.route.hops[2].chan_id)
     assert fwd.forward_event.info.incoming_amt_msat - fwd.forward_event.info.outgoing_amt_msat == F_BASE_FEE_MSAT + 100
     assert forwarded[2].incoming_htlc_id == fwd.incoming_htlc_id
-    for w in watched.values():
-        w.close()
+    got = watched[e].until(lambda ev: any(x.HasField("settle_event") for x in ev))
+    [received] = [x for x in got if x.HasField("settle_event")]
+    assert received.event_type == router.HtlcEvent.RECEIVE and received.incoming_channel_id == second.route.hops[-1].chan_id
+    assert received.settle_event.preimage.hex() == final.payment_preimage
 
     # paying it again is refused (lnd: ALREADY_EXISTS), and so is a second payer at the payee
     with pytest.raises(grpc.RpcError) as err:
@@ -254,6 +256,12 @@ def test_retry_through_f_after_c_is_drained(net) -> None:
     again = _pay(b, inv.payment_request)[-1]
     assert again.status == ln.Payment.FAILED
     assert again.failure_reason == ln.PaymentFailureReason.FAILURE_REASON_INCORRECT_PAYMENT_DETAILS
+    refused_at_e = watched[e].until(lambda ev: any(x.HasField("link_fail_event") for x in ev))
+    [fail] = [x for x in refused_at_e if x.HasField("link_fail_event")]
+    assert fail.event_type == router.HtlcEvent.RECEIVE
+    assert fail.link_fail_event.wire_failure == ln.Failure.INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS
+    for w in watched.values():
+        w.close()
 
 
 def test_payer_killed_mid_payment_keeps_tracking_it(net) -> None:
