@@ -23,6 +23,10 @@ at once when the amount it would lock is within ``--auto-accept-max`` for that
 chain, else holds the offer until its user runs ``accept``. Either side may be
 down for a while; everything resumes from the store.
 
+A participant abandons an accepted swap whose initiator has not locked its
+contract within ``--counter-contract-timeout`` (nothing of its own is locked
+before that contract is deep enough).
+
 Fault injection for tests: ``CANAL_SWAPD_CRASH_AT=STATE`` (or ``ROLE:STATE``, or
 ``paid``: right after the wallet paid a contract) makes the daemon SIGKILL
 itself right after persisting that state.
@@ -476,7 +480,16 @@ class SwapDaemon:
             else:
                 if reply.decision == spb.OfferReply.ACCEPTED:
                     try:
-                        await self._activate_initiator(row, bytes.fromhex(reply.participant_pkh))
+                        pkh = bytes.fromhex(reply.participant_pkh)
+                    except ValueError:
+                        pkh = b""
+                    if len(pkh) != 20:
+                        row.status, row.notes["reason"] = "rejected", "the participant answered with a bad key hash"
+                        self.store.update(row, self.now())
+                        log.warning("swap %s: %s", row.swap_id, row.notes["reason"])
+                        return
+                    try:
+                        await self._activate_initiator(row, pkh)
                         return
                     except (ChainUnavailable, grpc.RpcError, ValueError, SwapError) as e:
                         log.warning("swap %s: accepted, but cannot start yet (%s): will ask again", row.swap_id, e)
