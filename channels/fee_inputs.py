@@ -15,11 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from base_chain.tx import Transaction, TxIn
+from base_chain.crypto import PrivateKey
+from base_chain.templates import p2wsh
+from base_chain.tx import OutPoint, Transaction, TxIn
 
+from . import scripts
 from .monitor_effects import NeedFeeBump, NeedHtlcTxFunding
+from .sweep import sign_anchor_input
 
-__all__ = ["FeeWallet", "fund_htlc_tx", "cpfp_child", "ANCHOR_SAT"]
+__all__ = ["FeeWallet", "fund_htlc_tx", "cpfp_child", "commitment_fee_bump", "ANCHOR_SAT"]
 
 #: BOLT 3: each anchor output is worth 330 sat.
 ANCHOR_SAT = 330
@@ -53,3 +57,27 @@ def cpfp_child(
     child = wallet.add_fee_inputs(bare, anchor_weight + 1, ANCHOR_SAT, need.target_feerate_per_kw, tip_height,
                                   extra_fee_sat=shortfall)
     return sign_anchor(child, 0)
+
+
+def commitment_fee_bump(
+    commitment: Transaction, funding_sat: int, funding_privkey: PrivateKey, target_feerate_per_kw: int,
+    wallet: FeeWallet, tip_height: int,
+) -> Transaction | None:
+    """A CPFP child for our own `commitment` when it pays less than `target_feerate_per_kw`;
+    None when it pays enough or has no anchor of ours."""
+    fee = funding_sat - sum(o.amount_sat for o in commitment.outputs)
+    if fee * 1000 >= target_feerate_per_kw * commitment.weight:
+        return None
+    spk = p2wsh(scripts.anchor_script(funding_privkey.public_key().to_bytes()))
+    index = next((n for n, o in enumerate(commitment.outputs) if o.script_pubkey == spk), None)
+    if index is None:
+        return None
+    need = NeedFeeBump(commitment.txid, OutPoint(commitment.txid, index), target_feerate_per_kw,
+                       commitment.weight, fee)
+
+    def sign(tx: Transaction, i: int) -> Transaction:
+        signed = tx.copy()
+        sign_anchor_input(signed, i, funding_privkey)
+        return signed
+
+    return cpfp_child(need, wallet, sign, tip_height)

@@ -49,7 +49,7 @@ from .keys import ChannelSecrets, derive_channel_keys
 from .messages import ChannelMessage, OpenChannel
 from .opening import ChannelConfig
 from .faults import CrashPoint
-from .fee_inputs import cpfp_child, fund_htlc_tx
+from .fee_inputs import commitment_fee_bump, cpfp_child, fund_htlc_tx
 from .monitor_host import (  # monitor_host bridge
     BroadcastTx,
     BumpCommitment,
@@ -598,6 +598,8 @@ class ChannelManager:
                     log.warning("broadcast of %s %s failed: %s", eff.label, eff.tx.txid_hex(), e)
                 if eff.label == "closing":
                     mc.closing_txid = eff.tx.txid
+                elif eff.label == "commitment" and mc.channel.channel_type is ChannelType.ANCHORS:
+                    await self._bump_commitment(mc, eff.tx)
             elif isinstance(eff, WatchOutpoint):
                 mc.watch = FundingWatch(eff.outpoint, eff.script_pubkey, eff.min_depth)
                 mc.notify(("pending", eff.outpoint))
@@ -636,6 +638,24 @@ class ChannelManager:
             elif isinstance(eff, ChannelClosed):
                 mc.closing_txid = eff.closing_tx.txid
                 mc.notify(("closing", eff.closing_tx.txid))
+
+    async def _bump_commitment(self, mc: ManagedChannel, commitment: Transaction) -> None:
+        """Our anchors commitment pays the fee rate agreed with the peer: when fees rose above it,
+        CPFP it through our anchor with a wallet input (channels/fee_inputs.py)."""
+        c = mc.channel.commitments
+        if c is None:
+            return
+        try:
+            target = max(await self.d.chain.estimate_fee_sat_kvb(2) // 4, 253)
+            if target <= c.local_commit.spec.feerate_per_kw:
+                return
+            child = commitment_fee_bump(commitment, c.params.funding_sat, self.secrets(mc.index).funding_privkey,
+                                        target, self.d.wallet, self.d.tip_height)
+        except (WalletError, ValueError) as e:
+            log.warning("channel %s: cannot CPFP our commitment: %s", mc.channel_id.hex(), e)
+            return
+        if child is not None:
+            await self._monitor_broadcast(child, f"CPFP of our commitment to {target} sat/kw through our anchor")
 
     async def _check_funding_now(self, mc: ManagedChannel) -> None:
         """After a restart the funding may already be deep: look it up instead of waiting for a block."""

@@ -26,9 +26,11 @@ inputs, :mod:`channels.fee_inputs`, then :meth:`MonitorHost.complete_htlc_tx`);
 or failed once final: the manager's ``on_htlc_onchain`` hook tells the payment
 layer).
 
-Limitation: the manager adopts a monitor only once the close has confirmed, so
+The manager adopts a monitor only once the close has confirmed, so
 :class:`NeedFeeBump` (asked while our commitment is unconfirmed) does not arise
-in ``canal channeld`` yet; the CPFP path is unit-tested.
+in ``canal channeld``: its own force close of an anchors channel is CPFPed
+directly when fees rose above the commitment's rate
+(:func:`channels.fee_inputs.commitment_fee_bump`).
 """
 
 from __future__ import annotations

@@ -284,3 +284,45 @@ def test_preimage_claimed_on_chain_reaches_the_payment_hook(tmp_path: Path) -> N
         assert len(events) == 1  # reported once
 
     trio.run(main)
+
+
+def test_force_close_cpfps_an_underpaying_anchors_commitment(tmp_path: Path) -> None:
+    """Fees rose above the commitment's agreed rate: channeld's force close adds a CPFP child through
+    our anchor and a wallet coin, so the package pays the current estimate."""
+    import trio
+
+    from channels.manager import ChannelManager
+
+    pair = _pair(True)
+    a = pair.a
+    cid = a.channel.channel_id
+    c = a.channel.commitments
+    assert c is not None and c.local_commit.spec.feerate_per_kw < 5000
+    wallet, coins = _wallet(tmp_path)
+
+    class HighFees(_Chain):
+        async def estimate_fee_sat_kvb(self, blocks: int) -> int:
+            return 20_000  # 20 sat/vB = 5000 sat/kw
+
+    daemon = _Daemon(HighFees())
+    daemon.wallet = wallet  # type: ignore[assignment]
+    daemon.tip_height = CLOSE_HEIGHT
+    store = ChannelStore(tmp_path / "channels.sqlite")
+    store.save_channel(cid, b"\x02" * 33, 0, a.channel.to_bytes())
+
+    async def main() -> None:
+        m = ChannelManager(daemon, store, SEED_A)  # type: ignore[arg-type]
+        m.load()
+        mc = m.find(cid)
+        assert mc is not None
+        await m.command(mc, lambda ch: ch.force_close())
+
+    trio.run(main)
+    commitment, child = daemon.sent[0], daemon.sent[1]
+    assert len(daemon.sent) == 2 and child.inputs[0].prevout.txid == commitment.txid
+    known = {**_outputs(commitment), **coins}
+    _verify(child, known)
+    parent_fee = c.params.funding_sat - sum(o.amount_sat for o in commitment.outputs)
+    child_fee = sum(known[i.prevout].amount_sat for i in child.inputs) - sum(o.amount_sat for o in child.outputs)
+    rate = (parent_fee + child_fee) * 1000 / (commitment.weight + child.weight)
+    assert 5000 <= rate < 5500
