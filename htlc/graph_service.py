@@ -39,7 +39,7 @@ GRAPH_PERMISSIONS: dict[str, set[str]] = {
 }
 """lnd's permissions for these methods."""
 
-MAX_DIAMETER_NODES = 2000
+MAX_DIAMETER_NODES = 500
 """GetNetworkInfo computes the graph diameter (a BFS per node) only up to this many nodes."""
 _NETWORKS = {1: "tcp", 2: "tcp", 3: "onion", 4: "onion", 5: "dns"}
 
