@@ -19,11 +19,13 @@ def _openchannel(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sat_per_vbyte", type=int, default=0)
     p.add_argument("--conf_target", type=int, default=0)
     p.add_argument("--block", action="store_true", help="wait until the channel is open")
+    p.add_argument("--private", action="store_true", help="do not announce the channel to the network (BOLT 7)")
 
 
 def _openchannel_run(stub: Any, a: argparse.Namespace) -> Any:
     req = ln.OpenChannelRequest(node_pubkey=bytes.fromhex(a.node_key), local_funding_amount=a.local_amt,
-                                push_sat=a.push_amt, sat_per_vbyte=a.sat_per_vbyte, target_conf=a.conf_target)
+                                push_sat=a.push_amt, sat_per_vbyte=a.sat_per_vbyte, target_conf=a.conf_target,
+                                private=a.private)
     stream = stub.OpenChannel(req)
     result: dict[str, Any] = {}
     for update in stream:
