@@ -158,6 +158,8 @@ def _payment_flags(p: argparse.ArgumentParser) -> None:
                    help="the short channel id of a first hop to use (repeatable)")
     p.add_argument("--last_hop", default="", help="the pubkey of the node before the destination")
     p.add_argument("--max_parts", type=int, default=16, help="the maximum number of partial payments (MPP)")
+    p.add_argument("--max_shard_size_sat", type=int, default=0, help="the largest part when splitting (sat)")
+    p.add_argument("--max_shard_size_msat", type=int, default=0, help="the largest part when splitting (msat)")
     p.add_argument("--force", "-f", action="store_true", help="do not ask for confirmation (never asked here)")
     p.add_argument("--allow_self_payment", action="store_true")
 
@@ -244,6 +246,9 @@ def _send(a: argparse.Namespace, req: router_pb.SendPaymentRequest, amount_msat:
         req.fee_limit_msat = default_fee_limit_msat(amount_msat)
     req.cltv_limit = a.cltv_limit
     req.max_parts = a.max_parts
+    if a.max_shard_size_sat and a.max_shard_size_msat:
+        raise SystemExit("[lncli] only one of --max_shard_size_sat and --max_shard_size_msat can be set")
+    req.max_shard_size_msat = a.max_shard_size_msat or a.max_shard_size_sat * 1000
     if a.last_hop:
         req.last_hop_pubkey = _bytes_arg(a.last_hop, "last_hop")
     req.outgoing_chan_ids.extend(a.outgoing_chan_id)

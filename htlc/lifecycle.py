@@ -95,6 +95,8 @@ class PaymentIntent:
     timeout_s: float = DEFAULT_TIMEOUT_S
     max_parts: int = DEFAULT_MAX_PARTS
     last_hop: bytes | None = None
+    #: lnd's max_shard_size_msat: the largest part when splitting (0: no limit).
+    max_shard_msat: int = 0
 
     def final_records(self) -> tuple[tuple[int, bytes], ...]:
         """The custom records of the final payload (the keysend preimage among them)."""
@@ -221,7 +223,8 @@ class PaymentLifecycle:
         try:
             routes = split_payment(
                 self.graph, self.source, intent.destination, remaining, max_parts=parts_left,
-                min_part_msat=min(MIN_SHARD_MSAT, remaining), final_cltv_delta=final_delta,
+                min_part_msat=min(MIN_SHARD_MSAT, remaining, intent.max_shard_msat or remaining),
+                max_part_msat=intent.max_shard_msat or None, final_cltv_delta=final_delta,
                 max_fee_msat=fee_limit, max_cltv=intent.cltv_limit or DEFAULT_MAX_CLTV,
                 route_hints=intent.route_hints, scorer=self.scorer, excluded=s.excluded, now=now,
                 current_height=height, first_hops=usable)

@@ -665,6 +665,7 @@ def split_payment(
     *,
     max_parts: int = 16,
     min_part_msat: int = 10_000_000,
+    max_part_msat: int | None = None,
     max_channel_saturation: float = 0.5,
     final_cltv_delta: int = DEFAULT_FINAL_CLTV_DELTA,
     max_fee_msat: int | None = None,
@@ -690,6 +691,7 @@ def split_payment(
     success probabilities). `max_fee_msat` bounds the fees of all parts
     together (each part gets a share in proportion to its amount). Other
     arguments as `find_route`. NoRouteError when `max_parts` do not suffice.
+    `max_part_msat` (lnd's max_shard_size_msat) caps every part.
     """
     if amount_msat <= 0:
         raise ValueError(f"amount_msat must be positive, not {amount_msat}")
@@ -713,7 +715,7 @@ def split_payment(
                 "too_many_parts",
                 f"{max_parts} parts carry only {amount_msat - remaining} of {amount_msat} msat",
             )
-        request = remaining
+        request = remaining if max_part_msat is None else min(remaining, max(max_part_msat, 1))
         path: _Path | None = None
         error: NoRouteError | None = None
         while True:
@@ -735,8 +737,9 @@ def split_payment(
             )
         part = request
         if request < remaining:
-            part = ctx.max_part(path, request, remaining, in_flight, fee_left, remaining, max_channel_saturation)
-            if 0 < remaining - part < min_part_msat and remaining - min_part_msat >= request:
+            high = remaining if max_part_msat is None else max(min(remaining, max_part_msat), request)
+            part = ctx.max_part(path, request, high, in_flight, fee_left, remaining, max_channel_saturation)
+            if 0 < remaining - part < min_part_msat and high >= remaining - min_part_msat >= request:
                 part = remaining - min_part_msat  # leave a last part worth a search
         route = ctx.build(path, part, in_flight)
         for (_, _, edge), hop in zip(path, route.hops):

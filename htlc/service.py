@@ -609,6 +609,7 @@ class RouterServicer(router_grpc.RouterServicer, _Streams):
             custom_records=custom, outgoing_chan_ids=tuple(r.outgoing_chan_ids), cltv_limit=r.cltv_limit,
             route_hints=hints, fee_limit_msat=fee_limit, timeout_s=float(r.timeout_seconds or DEFAULT_TIMEOUT_S),
             max_parts=(r.max_parts or DEFAULT_MAX_PARTS) if mpp else 1, last_hop=last_hop,
+            max_shard_msat=r.max_shard_size_msat,
         )
 
     def SendPaymentV2(self, request: router_pb.SendPaymentRequest,

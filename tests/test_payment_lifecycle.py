@@ -273,3 +273,12 @@ def test_unreadable_failure_on_a_direct_route_is_final() -> None:
     lc.shard_failed(s.shard_id, 0, UNREADABLE_FAILURE, T0 + 1)
     done = lc.step(T0 + 1, HEIGHT, FIRST)
     assert isinstance(done, Finished) and done.reason is FailureReason.ERROR
+
+
+def test_max_shard_size_caps_every_part() -> None:
+    lc = lifecycle(intent(50_000_000, max_shard_msat=20_000_000))
+    parts = shards(lc.step(T0, HEIGHT, FIRST))
+    assert len(parts) == 3 and sum(p.route.amount_msat for p in parts) == 50_000_000
+    assert all(p.route.amount_msat <= 20_000_000 for p in parts)
+    done = lifecycle(intent(50_000_000, max_shard_msat=20_000_000, max_parts=2)).step(T0, HEIGHT, FIRST)
+    assert isinstance(done, Finished) and done.reason is FailureReason.NO_ROUTE
