@@ -451,6 +451,13 @@ class Payer:
                                             update, message=failure.message)
                 if await self._advance(lc, shards):
                     return
+        except Exception:  # never take the daemon down: the HTLCs out are still followed, without retries
+            log.exception("payment %s: the payment loop failed", payment_hash.hex())
+            self._drivers.pop(payment_hash, None)
+            payment = self.store.get(payment_hash)
+            if payment is not None and not payment.is_final:
+                self._settle_books(payment, "the payment loop failed")
+                self._publish(self.store.get(payment_hash) or payment)
         finally:
             self._drivers.pop(payment_hash, None)
 
