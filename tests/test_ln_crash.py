@@ -164,6 +164,8 @@ def _payment_status(alice: LightningProcess, r_hash: bytes) -> Any:
 def test_kill_at_step(net: Net, victim: str, step: str) -> None:
     (a_before, b_before) = net.quiet()
     proc = net.node(victim)
+    marker = f"killing this process at {step.partition('#')[0]}"
+    kills_before = proc.stderr().count(marker)
     proc.stop()
     _start(proc, step)
     _connect(net)
@@ -178,7 +180,7 @@ def test_kill_at_step(net: Net, victim: str, step: str) -> None:
     except Exception:
         pytest.fail(f"{victim} did not die at {step}: {proc.stderr()[-2000:]}")
     assert proc.proc.returncode == -9, f"{victim} exited with {proc.proc.returncode}, not SIGKILL"
-    assert f"killing this process at {step.partition('#')[0]}" in proc.stderr()
+    assert proc.stderr().count(marker) == kills_before + 1  # killed by the crash point, at that step
     proc.kill()  # closes the stale gRPC channel
     _start(proc, None)
     _connect(net)
