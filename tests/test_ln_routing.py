@@ -156,9 +156,22 @@ def test_queryroutes_four_hops(net) -> None:
     avoid_c = a.rpc.QueryRoutes(ln.QueryRoutesRequest(pub_key=e.pubkey, amt=100_000,
                                                       ignored_nodes=[bytes.fromhex(c.pubkey)]))
     assert [h.pub_key for h in avoid_c.routes[0].hops] == [b.pubkey, f.pubkey, d.pubkey, e.pubkey]
+    pair = ln.NodePair(to=bytes.fromhex(c.pubkey))
+    setattr(pair, "from", bytes.fromhex(b.pubkey))
+    avoid_bc = a.rpc.QueryRoutes(ln.QueryRoutesRequest(pub_key=e.pubkey, amt=100_000, ignored_pairs=[pair]))
+    assert avoid_bc.routes[0].hops[1].pub_key == f.pubkey
+    from_b = a.rpc.QueryRoutes(ln.QueryRoutesRequest(pub_key=e.pubkey, amt=100_000, source_pub_key=b.pubkey))
+    assert [h.pub_key for h in from_b.routes[0].hops] == [c.pubkey, d.pubkey, e.pubkey]
+    for impossible in (ln.QueryRoutesRequest(pub_key=e.pubkey, amt=5_000_000),  # more than any channel
+                       ln.QueryRoutesRequest(pub_key=e.pubkey, amt=100_000, fee_limit=ln.FeeLimit(fixed=0)),
+                       ln.QueryRoutesRequest(pub_key=e.pubkey, amt=100_000, cltv_limit=100),
+                       ln.QueryRoutesRequest(pub_key=e.pubkey, amt=100_000, outgoing_chan_ids=[12345])):
+        with pytest.raises(grpc.RpcError) as err:
+            a.rpc.QueryRoutes(impossible)
+        assert err.value.code() == grpc.StatusCode.UNKNOWN and "unable to find a path" in (err.value.details() or "")
     with pytest.raises(grpc.RpcError) as err:
-        a.rpc.QueryRoutes(ln.QueryRoutesRequest(pub_key=e.pubkey, amt=5_000_000))
-    assert "unable to find a path" in (err.value.details() or "")
+        a.rpc.QueryRoutes(ln.QueryRoutesRequest(pub_key="nothex", amt=1))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_mpp_larger_than_any_middle_channel(net) -> None:
