@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -307,6 +309,31 @@ def test_payer_killed_mid_payment_keeps_tracking_it(net) -> None:
     final = list(tracked)[-1]
     assert final.status == ln.Payment.SUCCEEDED and final.payment_preimage == preimage.hex()
     assert final.fee_msat == final.htlcs[0].route.total_fees_msat > 0
+
+
+def _lncli(node: LightningProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "canal", "ln", "--datadir", str(node.datadir), "--json", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_queryroutes_and_payinvoice(net) -> None:
+    chain, a, b, c, d, e, f = net
+    out = _lncli(a, "queryroutes", "--dest", e.pubkey, "--amt", "2000", "--ignore_pair", f"{b.pubkey}:{c.pubkey}")
+    assert out.returncode == 0, out.stderr
+    [route] = json.loads(out.stdout)["routes"]
+    assert [h["pub_key"] for h in route["hops"]] == [b.pubkey, f.pubkey, d.pubkey, e.pubkey]
+    assert route["total_amt_msat"] == str(2_000_000 + int(route["total_fees_msat"]))  # lncli: int64 as strings
+    inv = e.rpc.AddInvoice(ln.Invoice(value=2_000))
+    out = _lncli(a, "payinvoice", inv.payment_request, "--timeout", "30s", "--max_parts", "1", "--last_hop", d.pubkey)
+    assert out.returncode == 0, out.stderr
+    paid = json.loads(out.stdout)
+    assert paid["status"] == "SUCCEEDED" and paid["htlcs"][-1]["route"]["hops"][-1]["pub_key"] == e.pubkey
+    table = out.stderr.splitlines()
+    assert table[0].split()[:2] == ["STATUS", "HTLC_STATUS"]
+    assert any(row.startswith("SUCCEEDED") and "SUCCEEDED" in row.split()[1] for row in table[1:])
+    assert "Payment status: SUCCEEDED" in out.stderr
+    out = _lncli(a, "payinvoice", inv.payment_request)
+    assert out.returncode == 1 and "ALREADY_EXISTS" in out.stderr and "invoice is already paid" in out.stderr
 
 
 def test_expired_invoice_is_refused(net) -> None:
