@@ -72,7 +72,13 @@ def test_two_hop_payment_through_bob(line) -> None:
     assert payment.fee_msat == fee_msat and len(payment.htlcs[0].route.hops) == 2
     wait_for(lambda: carol.rpc.LookupInvoice(ln.PaymentHash(r_hash=invoice.r_hash)).state == ln.Invoice.SETTLED,
              20, "settled")
-    after = {n: n.rpc.ChannelBalance(ln.ChannelBalanceRequest()).local_balance.msat for n in (alice, bob, carol)}
+
+    def balances() -> dict[LightningProcess, int]:
+        return {n: n.rpc.ChannelBalance(ln.ChannelBalanceRequest()).local_balance.msat for n in (alice, bob, carol)}
+
+    # The payer learns the preimage as soon as bob fulfills; the fulfill is in both commitments a dance later.
+    after = wait_for(lambda: (b := balances())[bob] - before[bob] == fee_msat and b, 20,
+                     "bob's balance to settle at exactly his fee")
     assert before[alice] - after[alice] == 20_000_000 + fee_msat
     assert after[bob] - before[bob] == fee_msat  # bob earned exactly his fee
     assert after[carol] - before[carol] == 20_000_000
