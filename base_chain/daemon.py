@@ -12,9 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 import secrets
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,11 +35,11 @@ from .params import ChainParams
 from .rpc import make_server, write_rpc_endpoint
 from .service import PERMISSIONS, ChainServicer, RpcError
 from .tx import OutPoint, Transaction
+from .process import NODE_INFO_FILE, stop_on_signals, write_node_info
 
 __all__ = ["ChainDaemon", "NODE_INFO_FILE", "read_node_info"]
 
 log = logging.getLogger("canal.chaind")
-NODE_INFO_FILE = "node.json"
 TICK_S = 5.0
 
 
@@ -124,11 +122,11 @@ class ChainDaemon:
                 pb_grpc.add_ChainServiceServicer_to_server(ChainServicer(self), server)
                 server.start()
                 write_rpc_endpoint(self.datadir, self.rpc_port)
-                self._write_node_info()
+                write_node_info(self.datadir, chain=self.params.name, p2p_port=self.p2p_port, rpc_port=self.rpc_port)
                 for target in self.connect:
                     self.add_node(target, "add")
                 nursery.start_soon(self._tick_loop)
-                nursery.start_soon(self._signals)
+                nursery.start_soon(stop_on_signals, self.request_stop, log)
                 log.info("%s node at height %d: p2p 127.0.0.1:%d, rpc 127.0.0.1:%d, datadir %s",
                          self.params.name, self.node.chain.height, self.p2p_port, self.rpc_port, self.datadir)
                 task_status.started(self)
@@ -143,19 +141,7 @@ class ChainDaemon:
     def request_stop(self) -> None:
         self._stop.set()
 
-    async def _signals(self) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
-            async for _ in sigs:
-                log.info("signal received, stopping")
-                self.request_stop()
-                return
 
-    def _write_node_info(self) -> None:
-        info = {"chain": self.params.name, "pid": os.getpid(), "host": "127.0.0.1",
-                "p2p_port": self.p2p_port, "rpc_port": self.rpc_port}
-        tmp = self.datadir / (NODE_INFO_FILE + ".tmp")
-        tmp.write_text(json.dumps(info))
-        tmp.replace(self.datadir / NODE_INFO_FILE)
 
     def size_on_disk(self) -> int:
         return sum(p.stat().st_size for p in self.datadir.glob("chain.sqlite*"))

@@ -11,10 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import json
 import logging
-import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,12 +31,12 @@ from .chainclient import ChainClient, ChainUnavailable
 from .features import Features
 from .peer import DEFAULT_FEATURES, PeerLink, PeerLinkError, accept, connect
 from .wire import ErrorMessage, Message, WarningMessage
+from base_chain.process import stop_on_signals, write_node_info
 
 __all__ = ["LightningDaemon", "PeerState", "node_key_from_seed", "VERSION"]
 
 log = logging.getLogger("canal.channeld")
 VERSION = "0.1.0-canal"
-NODE_INFO_FILE = "node.json"
 SIMULTANEOUS_CONNECT_S = 5.0
 
 
@@ -147,9 +144,10 @@ class LightningDaemon:
                 self.register_services(server)
                 server.start()
                 write_rpc_endpoint(self.datadir, self.rpc_port)
-                self._write_node_info()
+                write_node_info(self.datadir, chain=self.params.name, identity_pubkey=self.identity_pubkey,
+                                listen_port=self.listen_port, rpc_port=self.rpc_port)
                 nursery.start_soon(self._follow_chain)
-                nursery.start_soon(self._signals)
+                nursery.start_soon(stop_on_signals, self.request_stop)
                 nursery.start_soon(self.started)
                 log.info("lightning node %s (%s) on %s: peers 127.0.0.1:%d, rpc 127.0.0.1:%d",
                          self.identity_pubkey, self.alias, self.params.name, self.listen_port, self.rpc_port)
@@ -191,18 +189,7 @@ class LightningDaemon:
     def request_stop(self) -> None:
         self._stop.set()
 
-    async def _signals(self) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
-            async for _ in sigs:
-                self.request_stop()
-                return
 
-    def _write_node_info(self) -> None:
-        info = {"chain": self.params.name, "pid": os.getpid(), "host": "127.0.0.1", "identity_pubkey":
-                self.identity_pubkey, "listen_port": self.listen_port, "rpc_port": self.rpc_port}
-        tmp = self.datadir / (NODE_INFO_FILE + ".tmp")
-        tmp.write_text(json.dumps(info))
-        tmp.replace(self.datadir / NODE_INFO_FILE)
 
     # --- following the chain ----------------------------------------------------------------------------
 

@@ -25,7 +25,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -51,6 +50,7 @@ from proto import router_pb2_grpc as router_grpc
 
 from .bridge import BridgeConfig, Event, QuoteRefused, SwapState, beta_payment_limits, quote
 from .bridge_store import BridgeStore, Swap, SwapExists
+from base_chain.process import stop_on_signals
 
 __all__ = ["BridgeDaemon", "LightningClient", "main", "swap_to_pb"]
 
@@ -222,7 +222,7 @@ class BridgeDaemon:
                 tmp = self.datadir / "node.json.tmp"
                 tmp.write_text(json.dumps(info))
                 tmp.replace(self.datadir / "node.json")
-                nursery.start_soon(self._signals)
+                nursery.start_soon(stop_on_signals, self._stop.set)
                 log.info("bridge %s -> %s on rpc 127.0.0.1:%d", self.config.alpha_prefix, self.config.beta_prefix,
                          port)
                 await self._stop.wait()
@@ -232,11 +232,6 @@ class BridgeDaemon:
             self.store.close()
             log.info("stopped")
 
-    async def _signals(self) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
-            async for _ in sigs:
-                self._stop.set()
-                return
 
     # --- quotes ---------------------------------------------------------------------------------------------
 

@@ -21,10 +21,7 @@ trio thread, so two requests for one deposit cannot both be signed.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +57,7 @@ from .notary_wire import (
 from .peg_config import PegConfig, load_peg_config
 from .relayd import RelayDaemon
 from .spv import HeaderChain, ProofRejected
+from base_chain.process import NODE_INFO_FILE, stop_on_signals, write_node_info
 
 __all__ = ["NODE_INFO_FILE", "NOTARY_KEY_FILE", "PERMISSIONS", "NotaryDaemon", "ensure_notary_key"]
 
@@ -67,7 +65,6 @@ log = logging.getLogger("canal.notaryd")
 T = TypeVar("T")
 
 NOTARY_KEY_FILE = "notary.key"
-NODE_INFO_FILE = "node.json"
 RPC_TIMEOUT_S = 20.0
 REORG_RESCAN = 100
 """Blocks read again when the last block read was reorganised out."""
@@ -266,8 +263,9 @@ class NotaryDaemon:
                 npb_grpc.add_NotaryServicer_to_server(NotaryServicer(self), server)  # type: ignore[no-untyped-call]
                 server.start()
                 write_rpc_endpoint(self.datadir, self.rpc_port)
-                self._write_node_info()
-                nursery.start_soon(self._signals)
+                write_node_info(self.datadir, rpc_port=self.rpc_port, pubkey=self.notary.pubkey.hex(),
+                                spv_chain=self.spv_chain)
+                nursery.start_soon(stop_on_signals, self.request_stop, log)
                 for chain in self.readers:
                     nursery.start_soon(self._watch_releases, chain)
                 membership = [c.epoch for c in self.config.committees if c.index_of(self.notary.pubkey) is not None]
@@ -288,12 +286,6 @@ class NotaryDaemon:
     def request_stop(self) -> None:
         self._stop.set()
 
-    async def _signals(self) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
-            async for _ in sigs:
-                log.info("signal received, stopping")
-                self.request_stop()
-                return
 
     async def _watch_releases(self, chain: str) -> None:
         """Read every block of a fully-viewed chain for releases spending a committee reserve
@@ -332,12 +324,6 @@ class NotaryDaemon:
                 log.warning("reading %s blocks: %s", chain, e)
             await trio.sleep(self.poll_interval_s)
 
-    def _write_node_info(self) -> None:
-        info = {"pid": os.getpid(), "host": "127.0.0.1", "rpc_port": self.rpc_port,
-                "pubkey": self.notary.pubkey.hex(), "spv_chain": self.spv_chain}
-        tmp = self.datadir / (NODE_INFO_FILE + ".tmp")
-        tmp.write_text(json.dumps(info))
-        tmp.replace(self.datadir / NODE_INFO_FILE)
 
     # --- the review (on the trio thread) ---------------------------------------------------------
 

@@ -32,7 +32,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -49,6 +48,7 @@ from proto import chain_pb2 as pb
 from proto import chain_pb2_grpc as pb_grpc
 
 from .spv import DEFAULT_MAX_STALE_HEADERS, Checkpoint, HeaderChain, HeaderStore, HeaderUpdate
+from base_chain.process import stop_on_signals
 
 __all__ = [
     "RelayDaemon",
@@ -178,7 +178,7 @@ class RelayDaemon:
             self._open_chain()
             self._write_info()
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._signals)
+                nursery.start_soon(stop_on_signals, self.request_stop, log)
                 nursery.start_soon(self._follow)
                 log.info("%s relay at height %d, following the node of %s, datadir %s", self.params.name,
                          self.chain.height if self.chain else -1, self.chain_datadir, self.datadir)
@@ -220,12 +220,6 @@ class RelayDaemon:
         self._error = error
         self.request_stop()
 
-    async def _signals(self) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
-            async for _ in sigs:
-                log.info("signal received, stopping")
-                self.request_stop()
-                return
 
     def _open_chain(self) -> None:
         if self.store.is_empty():

@@ -35,7 +35,6 @@ itself right after persisting that state.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
@@ -69,11 +68,11 @@ from .swap_peer import OutboxSender, PeerError, Peers, PeerServicer, make_peer_s
 from .swap_service import PERMISSIONS, ClientServicer, ServiceError
 from .swap_store import SWAP_DB_FILE, SwapRow, SwapStore
 from .swap_types import MIN_AMOUNT_SAT
+from base_chain.process import NODE_INFO_FILE, stop_on_signals, write_node_info
 
 __all__ = ["SwapDaemon", "Policy", "main", "NODE_INFO_FILE", "CRASH_ENV"]
 
 log = logging.getLogger("canal.swapd")
-NODE_INFO_FILE = "node.json"
 CRASH_ENV = "CANAL_SWAPD_CRASH_AT"
 POLL_S = 0.5
 
@@ -154,8 +153,8 @@ class SwapDaemon:
                 for row in self.store.all():
                     self._resume(row)
                 write_rpc_endpoint(self.datadir, self.rpc_port)
-                self._write_node_info()
-                nursery.start_soon(self._signals)
+                write_node_info(self.datadir, rpc_port=self.rpc_port, listen_port=self.listen_port, chains=sorted(self.links))
+                nursery.start_soon(stop_on_signals, self.request_stop, log)
                 log.info("swapd: peers at %s, rpc 127.0.0.1:%d, chains %s, datadir %s", self.peer_address,
                          self.rpc_port, ", ".join(f"{n}@{l.height}" for n, l in self.links.items()), self.datadir)
                 task_status.started(self)
@@ -173,19 +172,7 @@ class SwapDaemon:
     def request_stop(self) -> None:
         self._stop.set()
 
-    async def _signals(self) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
-            async for _ in sigs:
-                log.info("signal received, stopping")
-                self.request_stop()
-                return
 
-    def _write_node_info(self) -> None:
-        info = {"pid": os.getpid(), "host": "127.0.0.1", "rpc_port": self.rpc_port, "listen_port": self.listen_port,
-                "chains": sorted(self.links)}
-        tmp = self.datadir / (NODE_INFO_FILE + ".tmp")
-        tmp.write_text(json.dumps(info))
-        tmp.replace(self.datadir / NODE_INFO_FILE)
 
     def _maybe_crash(self, point: str, role: str) -> None:
         if self._crash_at and self._crash_at in (point, f"{role}:{point}"):
