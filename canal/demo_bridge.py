@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from proto import chain_pb2 as pb
 from proto import lightning_pb2 as ln
 from proto import router_pb2 as router_pb
 
-from .procs import BridgeProcess, ChainProcess, LightningProcess, wait_for
+from .procs import BridgeProcess, ChainProcess, LightningProcess, in_parallel, wait_for
 
 __all__ = ["BridgeNetwork", "bridge_demo", "start_bridge_network"]
 
@@ -47,25 +45,6 @@ class BridgeNetwork:
     def stop(self) -> None:
         for p in reversed(self.procs):
             p.stop()
-
-
-def _parallel(fns: list[Callable[[], Any]]) -> None:
-    """Run ``fns`` in threads (daemons start and channels open side by side); re-raise the first error."""
-    errors: list[BaseException] = []
-
-    def run(fn: Callable[[], Any]) -> None:
-        try:
-            fn()
-        except BaseException as e:  # noqa: BLE001 - handed to the caller
-            errors.append(e)
-
-    threads = [threading.Thread(target=run, args=(fn,), daemon=True) for fn in fns]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
 
 
 def _ensure_coins(chain: ChainProcess, sat: int) -> None:
@@ -105,10 +84,10 @@ def start_bridge_network(root: Path, alpha: ChainProcess, beta: ChainProcess, *,
                             ["--rate", DEFAULT_RATE, "--fee-base-msat", "2000", "--fee-ppm", "10000"])
     net = BridgeNetwork(alpha, beta, payer, bridge_a, bridge_b, payee, bridged, [payer, bridge_a, bridge_b, payee])
     try:
-        _parallel([p.start for p in (payer, bridge_a, bridge_b, payee)]
+        in_parallel([p.start for p in (payer, bridge_a, bridge_b, payee)]
                   + [lambda: _ensure_coins(alpha, 3 * alpha_channel_sat),
                      lambda: _ensure_coins(beta, 3 * beta_channel_sat)])
-        _parallel([lambda: _fund_and_open(alpha, payer, bridge_a, alpha_channel_sat),
+        in_parallel([lambda: _fund_and_open(alpha, payer, bridge_a, alpha_channel_sat),
                    lambda: _fund_and_open(beta, bridge_b, payee, beta_channel_sat)])
         bridged.start()
         net.procs.append(bridged)

@@ -19,7 +19,7 @@ from base_chain.rpc import channel_for
 from proto import chain_pb2 as pb
 from proto import chain_pb2_grpc as pb_grpc
 
-__all__ = ["wait_for", "DaemonProcess", "ChainProcess", "LightningProcess", "NotaryProcess", "SwapProcess",
+__all__ = ["wait_for", "in_parallel", "DaemonProcess", "ChainProcess", "LightningProcess", "NotaryProcess", "SwapProcess",
            "BridgeProcess"]
 
 
@@ -33,6 +33,16 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "c
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(0.05)
 
+
+
+def in_parallel(fns: list[Callable[[], Any]]) -> None:
+    """Run ``fns`` side by side in threads (daemons start and channels open at once); re-raise the first error."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, len(fns))) as pool:
+        futures = [pool.submit(fn) for fn in fns]
+    for f in futures:
+        f.result()
 
 class DaemonProcess(ABC):
     """A `canal <daemon>` child process that writes node.json into its data dir once it serves."""

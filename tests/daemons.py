@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from canal.procs import ChainProcess, LightningProcess, wait_for
+from canal.procs import ChainProcess, LightningProcess, in_parallel, wait_for
 
-__all__ = ["ChainProcess", "LightningProcess", "wait_for"]
+__all__ = ["ChainProcess", "LightningProcess", "in_parallel", "wait_for"]

@@ -26,7 +26,7 @@ from typing import Any
 import grpc
 import pytest
 
-from daemons import ChainProcess, LightningProcess, wait_for
+from daemons import ChainProcess, LightningProcess, in_parallel, wait_for
 from proto import chain_pb2 as pb
 from proto import invoices_pb2 as inv_pb
 from proto import invoices_pb2_grpc as inv_grpc
@@ -92,25 +92,6 @@ def _full_graph(node: LightningProcess) -> bool:
     return len(g.edges) == 6 and all(e.HasField("node1_policy") and e.HasField("node2_policy") for e in g.edges)
 
 
-def _parallel(fns: list[Any]) -> None:
-    """Run ``fns`` side by side in threads; re-raise the first error."""
-    errors: list[BaseException] = []
-
-    def run(fn: Any) -> None:
-        try:
-            fn()
-        except BaseException as e:  # noqa: BLE001 - handed to the caller
-            errors.append(e)
-
-    threads = [threading.Thread(target=run, args=(fn,), daemon=True) for fn in fns]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-
-
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory):
     tmp: Path = tmp_path_factory.mktemp("routing")
@@ -119,7 +100,7 @@ def net(tmp_path_factory: pytest.TempPathFactory):
     chain = ChainProcess(tmp / "chain").start()
     nodes = [LightningProcess(tmp / n, chain, alias=n) for n in "ABCDEF"]
     try:
-        _parallel([n.start for n in nodes])
+        in_parallel([n.start for n in nodes])
         a, b, c, d, e, f = nodes
         chain.generate(101)
         for n in (a, b, c, d, f):
@@ -129,7 +110,7 @@ def net(tmp_path_factory: pytest.TempPathFactory):
             wait_for(lambda n=n: n.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance > 0, 30, "funded")
         f.rpc.UpdateChannelPolicy(ln.PolicyUpdateRequest(**{"global": True}, base_fee_msat=F_BASE_FEE_MSAT,
                                                          fee_rate_ppm=1, time_lock_delta=80))
-        _parallel([lambda: _open(a, b, 2_500_000), lambda: (_open(b, c, MIDDLE), _open(b, f, MIDDLE)),
+        in_parallel([lambda: _open(a, b, 2_500_000), lambda: (_open(b, c, MIDDLE), _open(b, f, MIDDLE)),
                    lambda: _open(c, d, MIDDLE), lambda: _open(f, d, MIDDLE), lambda: _open(d, e, 3_000_000)])
         chain.generate(6)  # public channels are announced at 6 confirmations
         for n, count in ((a, 1), (b, 3), (c, 2), (d, 3), (e, 1), (f, 2)):
@@ -138,7 +119,7 @@ def net(tmp_path_factory: pytest.TempPathFactory):
         wait_for(lambda: _full_graph(a), 60, "A's graph has all six channels and both policies")
         yield chain, a, b, c, d, e, f
     finally:
-        _parallel([p.stop for p in nodes])
+        in_parallel([p.stop for p in nodes])
         chain.stop()
         if old is None:
             os.environ.pop("CANAL_GOSSIP_TRICKLE_S", None)
@@ -180,21 +161,11 @@ def test_mpp_larger_than_any_middle_channel(net) -> None:
     chain, a, b, c, d, e, f = net
     amount = 1_500_000  # sat: more than any of B's channels (or C–D, F–D) can carry
     # B pays (a payer that knows only the a-priori odds, A, keeps them for the retry below).
-    # A payee whose invoice does not offer basic_mpp is not paid in parts: no single route carries it.
-    plain = e.rpc.AddInvoice(ln.Invoice(value=amount))
-    refused = _pay(b, plain.payment_request)[-1]
-    assert refused.status == ln.Payment.FAILED and not refused.htlcs
-    assert refused.failure_reason == ln.PaymentFailureReason.FAILURE_REASON_NO_ROUTE
-    # A hold invoice offers basic_mpp: E holds the parts until they add up, then settles them all.
+    # E's invoice offers basic_mpp, as lnd's: E holds the parts until they add up, then settles them all.
     preimage = os.urandom(32)
-    invoices = inv_grpc.InvoicesStub(e._channel)
-    hold = invoices.AddHoldInvoice(inv_pb.AddHoldInvoiceRequest(hash=hashlib.sha256(preimage).digest(), value=amount))
-    with ThreadPoolExecutor(1) as pool:
-        paying = pool.submit(_pay, b, hold.payment_request)
-        wait_for(lambda: e.rpc.LookupInvoice(ln.PaymentHash(r_hash=hashlib.sha256(preimage).digest())).state
-                 == ln.Invoice.ACCEPTED, 30, "all parts held at E")
-        invoices.SettleInvoice(inv_pb.SettleInvoiceMsg(preimage=preimage))
-        updates = paying.result(timeout=30)
+    plain = e.rpc.AddInvoice(ln.Invoice(value=amount, r_preimage=preimage))
+    assert ln.FeatureBit.MPP_OPT in e.rpc.DecodePayReq(ln.PayReqString(pay_req=plain.payment_request)).features
+    updates = _pay(b, plain.payment_request)
     final = updates[-1]
     assert final.status == ln.Payment.SUCCEEDED, ln.PaymentFailureReason.Name(final.failure_reason)
     assert final.payment_preimage == preimage.hex()
@@ -204,10 +175,11 @@ def test_mpp_larger_than_any_middle_channel(net) -> None:
     assert {h.route.hops[0].pub_key for h in settled} == {c.pubkey, f.pubkey}  # both of B's channels
     for h in settled:
         assert h.route.hops[-1].mpp_record.total_amt_msat == amount * 1000
-        assert h.route.hops[-1].mpp_record.payment_addr == hold.payment_addr
+        assert h.route.hops[-1].mpp_record.payment_addr == plain.payment_addr
     assert final.fee_msat == sum(h.route.total_fees_msat for h in settled) > 0
-    wait_for(lambda: e.rpc.LookupInvoice(ln.PaymentHash(r_hash=hashlib.sha256(preimage).digest())).state
-             == ln.Invoice.SETTLED, 20, "settled")
+    settled_inv = e.rpc.LookupInvoice(ln.PaymentHash(r_hash=hashlib.sha256(preimage).digest()))
+    assert settled_inv.state == ln.Invoice.SETTLED and settled_inv.amt_paid_msat == amount * 1000
+    assert len(settled_inv.htlcs) == len(settled) and {h.state for h in settled_inv.htlcs} == {ln.InvoiceHTLCState.SETTLED}
 
 
 def test_retry_through_f_after_c_is_drained(net) -> None:
