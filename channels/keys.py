@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from base_chain.crypto import N, PrivateKey, PublicKey
 
@@ -176,7 +177,13 @@ class ChannelSecrets:
         return generate_from_seed(self.per_commitment_seed, per_commitment_index(commitment_number))
 
     def per_commitment_point(self, commitment_number: int) -> PublicKey:
-        return per_commitment_point(self.per_commitment_secret(commitment_number))
+        return _our_point(self.per_commitment_seed, commitment_number)
+
+
+@lru_cache(maxsize=512)
+def _our_point(per_commitment_seed: bytes, commitment_number: int) -> PublicKey:
+    """Our per-commitment points, remembered: each is needed for several messages and transactions."""
+    return per_commitment_point(generate_from_seed(per_commitment_seed, per_commitment_index(commitment_number)))
 
 
 _CHANNEL_KEY_DOMAIN = b"canal/channel-keys/v1"
@@ -261,8 +268,14 @@ def derive_commitment_keys(
 
     For our own commitment pass (our point, our keys, their keys); for the
     commitment we sign for the peer pass (their point, their keys, our keys).
+    Results are remembered: a commitment's keys are needed again to verify or
+    rebuild it (e.g. the peer's revoked commitment, for the watcher).
     """
-    point = _point(per_commitment_point)
+    return _commitment_keys(_point(per_commitment_point), local, remote)
+
+
+@lru_cache(maxsize=1024)
+def _commitment_keys(point: PublicKey, local: ChannelKeys, remote: ChannelKeys) -> CommitmentKeys:
     return CommitmentKeys(
         per_commitment_point=point,
         revocation_pubkey=derive_revocation_pubkey(remote.revocation_basepoint, point),
