@@ -161,7 +161,7 @@ def _payment_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max_shard_size_sat", type=int, default=0, help="the largest part when splitting (sat)")
     p.add_argument("--max_shard_size_msat", type=int, default=0, help="the largest part when splitting (msat)")
     p.add_argument("--force", "-f", action="store_true", help="do not ask for confirmation (never asked here)")
-    p.add_argument("--allow_self_payment", action="store_true")
+    p.add_argument("--allow_self_payment", action="store_true", help="allow sending a circular payment to self")
 
 
 _DURATION = {"s": 1, "m": 60, "h": 3600}

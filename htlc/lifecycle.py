@@ -28,20 +28,30 @@ CLTV limits; INSUFFICIENT_BALANCE when our channels together cannot send the
 amount; INCORRECT_PAYMENT_DETAILS / ERROR from the recipient. A failed
 attempt never ends the payment while other shards are in flight: it ends
 once they resolve. No clock is read: ``now`` (seconds) is an argument.
+
+A payment under way when the payer stopped is rebuilt by
+:meth:`PaymentLifecycle.resume` from its stored intent
+(:meth:`PaymentIntent.to_json`) and attempts: the shards in flight count again,
+failures are replayed, the deadline is the original one. A self-payment
+(``allow_self_payment``, lnd's circular rebalancing) leaves by one of our
+channels and comes back by another, never the same one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .failure import BADONION, NODE, PERM, FailureCode
 from .graph import ChannelGraph, channel_direction
 from .invoice import RouteHintHop
 from .onion import HopPayload, HopPayloadType
-from .pathfind import DEFAULT_MAX_CLTV, FirstHop, NoRouteError, Route, split_payment
-from .payments import UNREADABLE_FAILURE, FailureReason
+from .pathfind import DEFAULT_MAX_CLTV, FirstHop, NoRouteError, Route, RouteHop, find_route, split_payment
+from .payments import UNREADABLE_FAILURE, Attempt, AttemptStatus, FailureReason
+from .payments import Route as StoredRoute
 from .scoring import Scorer
 
 __all__ = [
@@ -56,6 +66,7 @@ __all__ = [
     "PaymentLifecycle",
     "Shard",
     "last_hop_exclusions",
+    "route_of",
 ]
 
 KEYSEND_RECORD = int(HopPayloadType.KEYSEND_PREIMAGE)
@@ -97,6 +108,40 @@ class PaymentIntent:
     last_hop: bytes | None = None
     #: lnd's max_shard_size_msat: the largest part when splitting (0: no limit).
     max_shard_msat: int = 0
+    #: lnd's allow_self_payment: a payment to ourselves goes out one channel and back in through another.
+    allow_self_payment: bool = False
+
+    def to_json(self) -> str:
+        """The intent as stored with its payment, so that a restarted payer can go on with it."""
+        d: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name == "route_hints":
+                v = [[[h.pubkey.hex(), h.short_channel_id, h.fee_base_msat, h.fee_proportional_millionths,
+                       h.cltv_expiry_delta] for h in hint] for hint in v]
+            elif f.name == "custom_records":
+                v = [[t, r.hex()] for t, r in v]
+            elif isinstance(v, bytes):
+                v = v.hex()
+            elif isinstance(v, tuple):
+                v = list(v)
+            d[f.name] = v
+        return json.dumps(d)
+
+    @classmethod
+    def from_json(cls, text: str) -> PaymentIntent:
+        """The stored intent (fields a newer version added and this one lacks get their defaults)."""
+        d = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        for name in ("destination", "payment_hash", "payment_secret", "keysend_preimage", "last_hop"):
+            if d.get(name) is not None:
+                d[name] = bytes.fromhex(d[name])
+        d["route_hints"] = tuple(tuple(RouteHintHop(bytes.fromhex(h[0]), *h[1:]) for h in hint)
+                                 for hint in d.get("route_hints", ()))
+        d["custom_records"] = tuple((int(t), bytes.fromhex(r)) for t, r in d.get("custom_records", ()))
+        d["outgoing_chan_ids"] = tuple(d.get("outgoing_chan_ids", ()))
+        return cls(**d)
 
     def final_records(self) -> tuple[tuple[int, bytes], ...]:
         """The custom records of the final payload (the keysend preimage among them)."""
@@ -162,6 +207,19 @@ def last_hop_exclusions(graph: ChannelGraph, destination: bytes, last_hop: bytes
     return {(p.short_channel_id, p.direction) for p in graph.incoming(destination) if p.source != last_hop}
 
 
+def route_of(source: bytes, stored: StoredRoute) -> Route:
+    """A stored attempt's route (lnd's ``Route``) as the route search gives it."""
+    hops = []
+    cltv = stored.total_time_lock
+    for h in stored.hops:
+        hops.append(RouteHop(
+            node_id=h.pubkey, short_channel_id=h.short_channel_id, amount_msat=h.amt_to_forward_msat + h.fee_msat,
+            cltv_expiry=cltv, amount_to_forward=h.amt_to_forward_msat, outgoing_cltv_value=h.expiry,
+            capacity_sat=h.chan_capacity_sat))
+        cltv = h.expiry
+    return Route(source, tuple(hops))
+
+
 class PaymentLifecycle:
     """One payment's decisions (see the module docstring)."""
 
@@ -176,6 +234,39 @@ class PaymentLifecycle:
         self.deadline = start_time + (intent.timeout_s or DEFAULT_TIMEOUT_S)
         self.s = _State()
         self.s.excluded.update(last_hop_exclusions(graph, intent.destination, intent.last_hop))
+
+    @classmethod
+    def resume(cls, intent: PaymentIntent, source: bytes, graph: ChannelGraph, scorer: Scorer, start_time: float,
+               attempts: Sequence[Attempt]) -> tuple[PaymentLifecycle, dict[int, int]]:
+        """A payment under way when the payer stopped, rebuilt from its stored attempts (lnd resumes them too).
+
+        ``start_time`` is the payment's original start: the deadline stays where it was. An attempt in
+        flight is a shard in flight again (its amount counts: nothing is paid twice); a settled one
+        brings the preimage; a failed one is replayed (its exclusions; the scorer learns it again, at
+        the time it failed). An attempt the payer itself failed at start because its HTLC never reached
+        the channel (an unreadable failure from us) excludes nothing. Returns the lifecycle and the
+        shard id of every attempt in flight (by attempt id).
+        """
+        lc = cls(intent, source, graph, scorer, start_time)
+        s = lc.s
+        in_flight: dict[int, int] = {}
+        for a in attempts:
+            route = route_of(source, a.route)
+            shard = Shard(s.next_id, route, lc._payloads(route), intent.amount_msat)
+            s.next_id += 1
+            s.attempts += 1
+            if a.status is AttemptStatus.IN_FLIGHT:
+                s.in_flight[shard.shard_id] = shard
+                in_flight[a.attempt_id] = shard.shard_id
+            elif a.status is AttemptStatus.SUCCEEDED:
+                s.preimage = a.preimage if a.preimage is not None else s.preimage
+            elif a.failure is None or (a.failure.code == UNREADABLE_FAILURE and a.failure.source_index == 0):
+                s.last_error = a.failure.message if a.failure is not None else "attempt failed"
+            else:
+                s.in_flight[shard.shard_id] = shard
+                f = a.failure
+                lc.shard_failed(shard.shard_id, f.source_index, f.code, a.resolve_time_ns / 1e9, message=f.message)
+        return lc, in_flight
 
     # --- what is known --------------------------------------------------------------------------------
 
@@ -221,13 +312,16 @@ class PaymentLifecycle:
         fee_limit = None if intent.fee_limit_msat is None else intent.fee_limit_msat - self.in_flight_fees_msat
         final_delta = intent.final_cltv_delta + BLOCK_PADDING
         try:
-            routes = split_payment(
-                self.graph, self.source, intent.destination, remaining, max_parts=parts_left,
-                min_part_msat=min(MIN_SHARD_MSAT, remaining, intent.max_shard_msat or remaining),
-                max_part_msat=intent.max_shard_msat or None, final_cltv_delta=final_delta,
-                max_fee_msat=fee_limit, max_cltv=intent.cltv_limit or DEFAULT_MAX_CLTV,
-                route_hints=intent.route_hints, scorer=self.scorer, excluded=s.excluded, now=now,
-                current_height=height, first_hops=usable)
+            if intent.allow_self_payment and intent.destination == self.source:
+                routes = [self._circular_route(remaining, fee_limit, final_delta, now, height, usable)]
+            else:
+                routes = split_payment(
+                    self.graph, self.source, intent.destination, remaining, max_parts=parts_left,
+                    min_part_msat=min(MIN_SHARD_MSAT, remaining, intent.max_shard_msat or remaining),
+                    max_part_msat=intent.max_shard_msat or None, final_cltv_delta=final_delta,
+                    max_fee_msat=fee_limit, max_cltv=intent.cltv_limit or DEFAULT_MAX_CLTV,
+                    route_hints=intent.route_hints, scorer=self.scorer, excluded=s.excluded, now=now,
+                    current_height=height, first_hops=usable)
         except NoRouteError as e:
             why = e.reason if not s.last_error else f"{e.reason}; last error: {s.last_error}"
             return self._give_up(FailureReason.NO_ROUTE, why)
@@ -239,6 +333,56 @@ class PaymentLifecycle:
             s.attempts += 1
             shards.append(shard)
         return shards
+
+    def _circular_route(self, amount_msat: int, fee_limit: int | None, final_delta: int, now: float, height: int,
+                        first_hops: Sequence[FirstHop]) -> Route:
+        """A self-payment's route (one part): out over one of our channels, back in over another.
+
+        As lnd, the channel a route leaves by is never the one it comes back by. For every first hop,
+        the cheapest path from that peer back to us (that channel excluded) is found in the graph,
+        and the peer's fee and CLTV delta for forwarding onto it are added; the cheapest whole route wins.
+        """
+        intent, s = self.intent, self.s
+        max_cltv = intent.cltv_limit or DEFAULT_MAX_CLTV
+        best: Route | None = None
+        why = NoRouteError("no_path", "no circular route back to ourselves")
+        for fh in first_hops:
+            if fh.peer in s.excluded:
+                continue
+            try:
+                back = find_route(
+                    self.graph, fh.peer, self.source, amount_msat, final_cltv_delta=final_delta,
+                    max_fee_msat=fee_limit, max_cltv=max_cltv, route_hints=intent.route_hints, scorer=self.scorer,
+                    excluded={*s.excluded, fh.short_channel_id}, now=now, current_height=height)
+            except NoRouteError as e:
+                why = e
+                continue
+            nxt = back.hops[0]
+            policy = next((p for p in self.graph.policies(nxt.short_channel_id) if p.source == fh.peer), None)
+            if policy is None or policy.disabled:
+                continue
+            first = RouteHop(
+                node_id=fh.peer, short_channel_id=fh.short_channel_id,
+                amount_msat=nxt.amount_msat + policy.fee_msat(nxt.amount_msat),
+                cltv_expiry=nxt.cltv_expiry + policy.cltv_expiry_delta, amount_to_forward=nxt.amount_msat,
+                outgoing_cltv_value=nxt.cltv_expiry, capacity_sat=fh.capacity_msat // 1000)
+            route = Route(self.source, (first, *back.hops), back.probability)
+            if first.amount_msat > fh.spendable_msat or not policy.htlc_minimum_msat <= nxt.amount_msat <= \
+                    policy.htlc_maximum_msat:
+                why = NoRouteError("no_path", f"channel {fh.short_channel_id} cannot carry the circular route")
+                continue
+            if fee_limit is not None and route.total_fee_msat > fee_limit:
+                why = NoRouteError("no_path", f"the circular route's fee {route.total_fee_msat} msat exceeds the "
+                                   f"limit of {fee_limit} msat")
+                continue
+            if route.total_timelock - height > max_cltv:
+                why = NoRouteError("no_path", "the circular route exceeds the CLTV limit")
+                continue
+            if best is None or route.total_fee_msat < best.total_fee_msat:
+                best = route
+        if best is None:
+            raise why
+        return best
 
     def _give_up(self, reason: FailureReason, message: str) -> Finished | None:
         if self.s.in_flight:

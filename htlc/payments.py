@@ -7,7 +7,9 @@ that keeps a restart from paying twice: a payment is created
 channel HTLC id it will get) *before* the HTLC is offered to the channel. A
 payment hash is paid at most once: a SUCCEEDED or IN_FLIGHT payment refuses a
 second :meth:`init_payment`; a FAILED one may be tried again (its old attempts
-are dropped, as lnd does).
+are dropped, as lnd does). The request's settings are stored with the payment
+(column ``settings``, added to older files on open) so that a restarted payer
+goes on with a payment that was in flight.
 
 Statuses and failure reasons use lnd's enum numbers (``lnrpc.Payment.PaymentStatus``,
 ``lnrpc.PaymentFailureReason``, ``lnrpc.HTLCAttempt.HTLCStatus``). Times are unix
@@ -242,6 +244,10 @@ class PaymentStore:
     def __init__(self, path: Path | str) -> None:
         self.conn = open_db(path)
         self.conn.executescript(_SCHEMA)
+        columns = {r[1] for r in self.conn.execute("PRAGMA table_info(payments)")}
+        if "settings" not in columns:  # a payments.sqlite from before payments were resumed: its rows get NULL
+            with self._tx() as db:
+                db.execute("ALTER TABLE payments ADD COLUMN settings TEXT")
 
     def close(self) -> None:
         self.conn.close()
@@ -252,8 +258,11 @@ class PaymentStore:
     # --- writing ----------------------------------------------------------------------------------------
 
     def init_payment(self, payment_hash: bytes, value_msat: int, destination: bytes, payment_request: str,
-                     now_ns: int) -> Payment:
-        """Create the IN_FLIGHT payment; PaymentExists if this hash succeeded or is in flight."""
+                     now_ns: int, settings: str | None = None) -> Payment:
+        """Create the IN_FLIGHT payment; PaymentExists if this hash succeeded or is in flight.
+
+        ``settings`` (opaque text, the payer's request) is kept with it: see :meth:`settings`.
+        """
         with self._tx() as db:
             row = db.execute("SELECT status FROM payments WHERE payment_hash = ?", (payment_hash,)).fetchone()
             if row is not None:
@@ -266,8 +275,9 @@ class PaymentStore:
                 db.execute("DELETE FROM payments WHERE payment_hash = ?", (payment_hash,))
             db.execute(
                 "INSERT INTO payments (payment_hash, value_msat, status, creation_time_ns, payment_request,"
-                " destination) VALUES (?,?,?,?,?,?)",
-                (payment_hash, value_msat, int(PaymentStatus.IN_FLIGHT), now_ns, payment_request, destination),
+                " destination, settings) VALUES (?,?,?,?,?,?,?)",
+                (payment_hash, value_msat, int(PaymentStatus.IN_FLIGHT), now_ns, payment_request, destination,
+                 settings),
             )
         payment = self.get(payment_hash)
         assert payment is not None
@@ -375,6 +385,11 @@ class PaymentStore:
         row = self.conn.execute(f"SELECT {_P_COLUMNS} FROM payments WHERE payment_hash = ?",
                                 (bytes(payment_hash),)).fetchone()
         return None if row is None else self._payment_of(row)
+
+    def settings(self, payment_hash: bytes) -> str | None:
+        """The settings stored with the payment (None: none were, e.g. a payment made before they were kept)."""
+        row = self.conn.execute("SELECT settings FROM payments WHERE payment_hash = ?", (bytes(payment_hash),)).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
 
     def attempt_for_htlc(self, channel_id: bytes, htlc_id: int) -> Attempt | None:
         """The attempt of this channel HTLC (the newest, should a never-offered attempt have had its id)."""

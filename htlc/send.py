@@ -241,6 +241,9 @@ class Watchers(Generic[K, T]):
 _Outcome = tuple[int, bytes | None, AttemptFailure | None]
 """What the driver of a payment hears: (attempt id, preimage, or the failure)."""
 
+RESUME_GRACE_S = 10.0
+"""How long a payment resumed at start waits for our channels to be reestablished before its next step."""
+
 
 class Payer:
     """Pays intents over routes and follows their HTLCs (see the module docstring)."""
@@ -254,6 +257,8 @@ class Payer:
         self.scorer = scorer if scorer is not None else self._load_scorer()
         self.updates: Watchers[bytes, Payment] = Watchers()
         self._drivers: dict[bytes, trio.MemorySendChannel[_Outcome]] = {}
+        #: Payments rebuilt at start, waiting for the node to have a peer again (see `reconcile`).
+        self._resumed: list[tuple[PaymentLifecycle, trio.MemoryReceiveChannel[_Outcome], dict[int, int]]] = []
         #: HTLC events (SubscribeHtlcEvents): our sends here, the node's forwards too.
         self.htlc_events = HtlcEventHub()
 
@@ -339,7 +344,7 @@ class Payer:
         Raises ``payments.PaymentExists`` if this hash is paid or being paid.
         """
         self.store.init_payment(intent.payment_hash, intent.amount_msat, intent.destination, intent.payment_request,
-                                self._now_ns())
+                                self._now_ns(), intent.to_json())
         recv = self.updates.subscribe(intent.payment_hash)
         events_send, events_recv = trio.open_memory_channel[_Outcome](math.inf)
         self._drivers[intent.payment_hash] = events_send
@@ -425,10 +430,20 @@ class Payer:
         return attempt.attempt_id
 
     async def _drive(self, lc: PaymentLifecycle, events: trio.MemoryReceiveChannel[_Outcome],
-                     shards: dict[int, int]) -> None:
-        """The rest of a payment's life: outcomes in, retries out, until it is decided."""
+                     shards: dict[int, int], resumed: bool = False) -> None:
+        """The rest of a payment's life: outcomes in, retries out, until it is decided.
+
+        ``resumed``: a payment carried over a restart; once our channels are back (or RESUME_GRACE_S
+        passed) it takes its next step before waiting for outcomes.
+        """
         payment_hash = lc.intent.payment_hash
         try:
+            if resumed:
+                with trio.move_on_after(RESUME_GRACE_S):
+                    while not self._channels_back():
+                        await trio.sleep(0.1)
+                if await self._advance(lc, shards):
+                    return
             while True:
                 now = self.node.clock()
                 wait = lc.deadline - now if now < lc.deadline else math.inf
@@ -498,12 +513,60 @@ class Payer:
 
         A fulfilled HTLC is always recorded before the channel can drop it (``htlc_resolved`` runs
         before the next peer message), so an HTLC that is gone without a recorded preimage failed.
+        A payment stored with its settings is then resumed (as lnd does): its lifecycle is rebuilt
+        from them and its attempts, outcomes of its HTLCs in flight are queued for it from now on,
+        and its driver starts once the node has a peer again (:meth:`_peer_changed`). A payment
+        stored without settings (made before they were kept) is followed to the end, no retries.
         """
         for payment in self.store.in_flight():
-            self._settle_books(payment, "the HTLC left the channel while the node was down (no preimage)")
+            intent = self._stored_intent(payment)
+            if intent is None:
+                self._settle_books(payment, "the HTLC left the channel while the node was down (no preimage)")
+                continue
+            self._settle_books(payment, "the HTLC left the channel while the node was down (no preimage)",
+                               keep_payment=True)
+            payment = self.store.get(payment.payment_hash) or payment
+            lc, shards = PaymentLifecycle.resume(intent, self.source, self.graph, self.scorer,
+                                                 payment.creation_time_ns / 1e9, payment.attempts)
+            events_send, events_recv = trio.open_memory_channel[_Outcome](math.inf)
+            self._drivers[intent.payment_hash] = events_send
+            self._resumed.append((lc, events_recv, shards))
+            log.info("payment %s will be resumed: %d attempts, %d in flight", payment.payment_hash.hex(),
+                     len(payment.attempts), len(shards))
+        if self._resumed:
+            self.node.peer_handlers.append(self._peer_changed)
 
-    def _settle_books(self, payment: Payment, why: str) -> None:
-        """Fail the IN_FLIGHT attempts whose HTLC is not in its channel; the payment too if none is left."""
+    def _stored_intent(self, payment: Payment) -> PaymentIntent | None:
+        settings = self.store.settings(payment.payment_hash)
+        if settings is None:
+            return None
+        try:
+            return PaymentIntent.from_json(settings)
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("payment %s: unreadable settings (%s): followed to the end, no retries",
+                        payment.payment_hash.hex(), e)
+            return None
+
+    def _peer_changed(self, peer: object, connected: bool) -> None:
+        """The first peer is back after a start: resumed payments go on (their drivers wait for the rest)."""
+        if not connected:
+            return
+        resumed, self._resumed = self._resumed, []
+        for lc, events, shards in resumed:
+            self.node.spawn(self._drive, lc, events, shards, True)
+
+    def _channels_back(self) -> bool:
+        """Every NORMAL channel of ours has its peer online and reestablished (the routes a resumed payment may need)."""
+        for mc in self.node.channels.channels.values():
+            ch = mc.channel
+            if ch.state is ChannelState.NORMAL and (mc.peer.hex() not in self.node.peers or not ch.connected
+                                                    or ch.awaiting_reestablish):
+                return False
+        return True
+
+    def _settle_books(self, payment: Payment, why: str, keep_payment: bool = False) -> None:
+        """Fail the IN_FLIGHT attempts whose HTLC is not in its channel; the payment too if none is left
+        (unless ``keep_payment``: it is resumed)."""
         pending = False
         for attempt in payment.attempts:
             if attempt.status is not AttemptStatus.IN_FLIGHT:
@@ -518,6 +581,6 @@ class Payer:
             else:
                 reason = why
             self.store.fail_attempt(attempt.attempt_id, AttemptFailure(UNREADABLE_FAILURE, 0, reason), self._now_ns())
-        if not pending:
+        if not pending and not keep_payment:
             self.store.fail_payment(payment.payment_hash, FailureReason.ERROR)
             log.info("payment %s settled: no HTLC in flight (%s)", payment.payment_hash.hex(), why)

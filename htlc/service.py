@@ -591,8 +591,8 @@ class RouterServicer(router_grpc.RouterServicer, _Streams):
                 raise invalid("amount must be specified")
         if amount <= 0:
             raise invalid("amount must be greater than zero")
-        if destination.hex() == node.identity_pubkey:
-            raise invalid("self-payments are not supported")
+        if destination.hex() == node.identity_pubkey and not r.allow_self_payment:
+            raise invalid("self-payments not allowed")
         if not r.payment_request and r.route_hints:
             hints = route_hints_from_pb(r.route_hints)
         if r.fee_limit_sat and r.fee_limit_msat:
@@ -609,7 +609,7 @@ class RouterServicer(router_grpc.RouterServicer, _Streams):
             custom_records=custom, outgoing_chan_ids=tuple(r.outgoing_chan_ids), cltv_limit=r.cltv_limit,
             route_hints=hints, fee_limit_msat=fee_limit, timeout_s=float(r.timeout_seconds or DEFAULT_TIMEOUT_S),
             max_parts=(r.max_parts or DEFAULT_MAX_PARTS) if mpp else 1, last_hop=last_hop,
-            max_shard_msat=r.max_shard_size_msat,
+            max_shard_msat=r.max_shard_size_msat, allow_self_payment=r.allow_self_payment,
         )
 
     def SendPaymentV2(self, request: router_pb.SendPaymentRequest,

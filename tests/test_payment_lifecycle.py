@@ -282,3 +282,59 @@ def test_max_shard_size_caps_every_part() -> None:
     assert all(p.route.amount_msat <= 20_000_000 for p in parts)
     done = lifecycle(intent(50_000_000, max_shard_msat=20_000_000, max_parts=2)).step(T0, HEIGHT, FIRST)
     assert isinstance(done, Finished) and done.reason is FailureReason.NO_ROUTE
+
+
+def _triangle() -> tuple[ChannelGraph, list[FirstHop]]:
+    """A's channels A–B (1) and A–C (10), both in the graph, and B–C (2): B→C is cheaper than C→B."""
+    g = ChannelGraph()
+    _both(g, A, B, 1)
+    _both(g, A, C, 10)
+    g.add_channel(B, C, 2, capacity_sat=1_000_000, fee_base_msat=1000)
+    g.add_channel(C, B, 2, capacity_sat=1_000_000, fee_base_msat=9000)
+    return g, [FirstHop(B, 1, 2_000_000_000, 1_500_000_000), FirstHop(C, 10, 2_000_000_000, 1_500_000_000)]
+
+
+def test_self_payment_goes_out_one_channel_and_back_through_another() -> None:
+    g, first = _triangle()
+    lc = lifecycle(intent(destination=A, allow_self_payment=True), g)
+    [s] = shards(lc.step(T0, HEIGHT, first))
+    assert path(s) == "BCA" and s.route.short_channel_ids == [1, 2, 10]
+    hops = s.route.hops
+    fee_c = 1000 + 50_000_000 * 1 // 1_000_000  # C forwards to A over 10
+    fee_b = 1000 + (50_000_000 + fee_c) * 1 // 1_000_000  # B forwards to C over 2
+    assert [h.fee_msat for h in hops] == [fee_b, fee_c, 0] and s.route.total_fee_msat == fee_b + fee_c
+    assert hops[-1].amount_to_forward == 50_000_000 and hops[-1].outgoing_cltv_value == HEIGHT + 40 + BLOCK_PADDING
+    assert hops[1].cltv_expiry == hops[2].cltv_expiry + 40 and hops[0].cltv_expiry == hops[1].cltv_expiry + 40
+    assert [p.short_channel_id for p in s.payloads[:-1]] == [2, 10]  # B forwards over 2, C back to us over 10
+    data = s.payloads[-1].payment_data
+    assert data is not None and data.payment_secret == SECRET and data.total_msat == 50_000_000
+    # C cannot pass it back to us: the retry goes the other way round, still never back over its first hop
+    lc.shard_failed(s.shard_id, 2, FailureCode.TEMPORARY_CHANNEL_FAILURE, T0 + 1)
+    [retry] = shards(lc.step(T0 + 1, HEIGHT, first))
+    assert path(retry) == "CBA" and retry.route.short_channel_ids == [10, 2, 1]
+    lc.shard_failed(retry.shard_id, 2, FailureCode.TEMPORARY_CHANNEL_FAILURE, T0 + 2)
+    done = lc.step(T0 + 2, HEIGHT, first)
+    assert isinstance(done, Finished) and done.reason is FailureReason.NO_ROUTE
+
+
+def test_self_payment_needs_the_flag_and_a_second_channel() -> None:
+    g, first = _triangle()
+    refused = lifecycle(intent(destination=A), g).step(T0, HEIGHT, first)
+    assert isinstance(refused, Finished) and refused.reason is FailureReason.NO_ROUTE
+    assert "same" in refused.message
+    # out over the only channel we can send on, back over the other; with one channel, no way back (lnd)
+    [one] = shards(lifecycle(intent(destination=A, allow_self_payment=True), g).step(T0, HEIGHT, first[:1]))
+    assert path(one) == "BCA"
+    lone = ChannelGraph()
+    _both(lone, A, B, 1)
+    alone = lifecycle(intent(destination=A, allow_self_payment=True), lone).step(T0, HEIGHT, first[:1])
+    assert isinstance(alone, Finished) and alone.reason is FailureReason.NO_ROUTE
+    # the fee limit and the first hop's balance hold for the circular route too
+    cheap = lifecycle(intent(destination=A, allow_self_payment=True, fee_limit_msat=1500), g).step(T0, HEIGHT, first)
+    assert isinstance(cheap, Finished) and cheap.reason is FailureReason.NO_ROUTE
+    poor = [FirstHop(B, 1, 2_000_000_000, 50_001_000), FirstHop(C, 10, 2_000_000_000, 1_500_000_000)]
+    [s] = shards(lifecycle(intent(destination=A, allow_self_payment=True), g).step(T0, HEIGHT, poor))
+    assert path(s) == "CBA"  # B's way needs more than channel 1 can send
+    [out10] = shards(lifecycle(intent(destination=A, allow_self_payment=True, outgoing_chan_ids=(10,)), g).step(
+        T0, HEIGHT, first))
+    assert out10.first_hop == 10 and path(out10) == "CBA"
