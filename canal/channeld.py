@@ -31,6 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--alias", default="")
     ap.add_argument("--restore-seed", metavar="HEX",
                     help="first start only: restore the node (wallet, node id, channel keys) from this seed")
+    ap.add_argument("--mpp-timeout", type=float, default=120.0, metavar="SECONDS",
+                    help="fail an incomplete multi-part payment's parts with mpp_timeout after this long (lnd: 120)")
     ap.add_argument("--debug", action="store_true")
     ns = ap.parse_args(argv)
     setup_logging(ns.datadir, "canal.channeld", ns.debug)
@@ -47,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.error(f"cannot find the chain node's port in {ns.chain_datadir}: {e}")
     node = PaymentNode(get_params(ns.chain), ns.datadir, ns.chain_datadir, chain_rpc, ns.listen, ns.rpcport, ns.alias,
                 restore_seed=bytes.fromhex(ns.restore_seed) if ns.restore_seed else None)
+    if ns.mpp_timeout <= 0:
+        ap.error("--mpp-timeout must be positive")
+    node.mpp_timeout_s = ns.mpp_timeout
     try:
         trio.run(node.run)
     except (OSError, RuntimeError) as e:

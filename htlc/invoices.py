@@ -32,8 +32,17 @@ Choices, as lnd makes them:
   ``DefaultBitcoinTimeLockDelta``; BOLT 11's absent-``c`` default, 18, is the
   smallest value accepted and the one used for keysend);
 - features: ``var_onion_optin`` (8) and ``payment_secret`` (14), both
-  required. ``basic_mpp`` is *not* offered: Canal settles single-part
-  payments only (an MPP set would need the HTLCs held until they add up).
+  required, and ``basic_mpp`` (17) optional, as lnd's invoices.
+
+Multi-part payments to regular invoices (BOLT 4 "basic multi-part payments",
+lnd's invoice registry): a part smaller than the payment's ``total_msat`` is
+held (:meth:`InvoiceRegistry.accept_htlc`, HTLC state ``ACCEPTED``, invoice
+still ``OPEN``); the part that makes the held parts add up settles the invoice
+and every held part in the same transaction (``OPEN -> SETTLED``), so the node
+then fulfills them all. A set still incomplete :data:`DEFAULT_MPP_TIMEOUT_S`
+after its first part was accepted is failed by
+:meth:`InvoiceRegistry.expire_mpp_sets`: its parts become ``CANCELED`` (failed
+back with ``mpp_timeout``) and the invoice stays ``OPEN`` for another try.
 
 No clock is read here: callers pass ``now`` (unix seconds).
 """
@@ -62,6 +71,7 @@ __all__ = [
     "HOLD_INVOICE_FEATURES",
     "HeldHtlc",
     "DEFAULT_INVOICE_EXPIRY",
+    "DEFAULT_MPP_TIMEOUT_S",
     "INVOICE_FEATURES",
     "MAX_CLTV_EXPIRY_DELTA",
     "MAX_MEMO_BYTES",
@@ -86,10 +96,12 @@ MAX_CLTV_EXPIRY_DELTA = 0xFFFF
 MAX_MEMO_BYTES = 639
 """A ``d`` field holds at most 639 bytes (10-bit length of 5-bit words)."""
 MAX_EXPIRY = 365 * 24 * 3600
-INVOICE_FEATURES = (1 << 8) | (1 << 14)
-"""var_onion_optin and payment_secret, both required (see the module docstring on basic_mpp)."""
-HOLD_INVOICE_FEATURES = INVOICE_FEATURES | (1 << 17)
-"""A hold invoice also offers basic_mpp (optional): its parts are held until they add up."""
+INVOICE_FEATURES = (1 << 8) | (1 << 14) | (1 << 17)
+"""var_onion_optin and payment_secret, both required, and basic_mpp optional (lnd's invoice features)."""
+HOLD_INVOICE_FEATURES = INVOICE_FEATURES
+"""A hold invoice offers the same (its parts are held until they add up, then until it is settled)."""
+DEFAULT_MPP_TIMEOUT_S = 120
+"""Seconds an incomplete multi-part set is held after its first part before it fails with mpp_timeout (lnd's)."""
 HOLD_EXPIRY_DELTA = 12
 """A held HTLC expiring within this many blocks of the tip is failed back (lnd's
 ``DefaultHoldInvoiceExpiryDelta`` = ``DefaultIncomingBroadcastDelta`` 10 + 2)."""
@@ -182,9 +194,19 @@ class InvoiceRecord:
         return h is not None and h.state is InvoiceHtlcState.SETTLED
 
     def holds(self, channel_id: bytes, htlc_id: int) -> bool:
-        """Whether this HTLC is held by this (hold) invoice, neither settled nor canceled yet."""
+        """Whether this HTLC is held by this invoice (a hold invoice or an incomplete MPP set), not resolved yet."""
         h = self.htlc(channel_id, htlc_id)
         return h is not None and h.state is InvoiceHtlcState.ACCEPTED
+
+    def released(self, channel_id: bytes, htlc_id: int) -> bool:
+        """Whether this HTLC was held and then canceled (its invoice canceled, or its MPP set timed out)."""
+        h = self.htlc(channel_id, htlc_id)
+        return h is not None and h.state is InvoiceHtlcState.CANCELED
+
+    @property
+    def held_total_msat(self) -> int:
+        """The ``total_msat`` of the parts held now (0 when none is held)."""
+        return next((h.mpp_total_msat or h.amount_msat for h in self.htlcs if h.state is InvoiceHtlcState.ACCEPTED), 0)
 
     @property
     def held_msat(self) -> int:
@@ -436,20 +458,21 @@ class InvoiceRegistry:
         self._notify(record)
         return record
 
-    def accept_htlc(self, payment_hash: bytes, htlc: InvoiceHtlc) -> InvoiceRecord:
-        """Hold ``htlc`` (state ACCEPTED) for a hold invoice; OPEN -> ACCEPTED once the held parts add up.
+    def accept_htlc(self, payment_hash: bytes, htlc: InvoiceHtlc, now: int | None = None) -> InvoiceRecord:
+        """Hold ``htlc`` (state ACCEPTED); once the held parts add up, a hold invoice goes OPEN -> ACCEPTED and
+        a regular one OPEN -> SETTLED with all its held parts (the host then fulfills every one).
 
         The parts add up when they reach the payment's ``total_msat`` (the HTLC's ``mpp_total_msat``, or its
-        amount for a single-part payment) and the invoice's amount. Durable when it returns.
+        amount for a single-part payment) and the invoice's amount. ``now`` (default: the HTLC's
+        ``accept_time``) dates a settlement. Durable when it returns.
         """
+        now = htlc.accept_time if now is None else now
         with self._tx() as db:
             row = db.execute("SELECT state, is_hold, value_msat FROM invoices WHERE payment_hash = ?",
                              (payment_hash,)).fetchone()
             if row is None:
                 raise InvoiceNotFound("unable to locate invoice")
             state = InvoiceState(row[0])
-            if not row[1]:
-                raise InvoiceRegistryError("not a hold invoice")
             if state is not InvoiceState.OPEN:
                 raise InvoiceRegistryError(f"invoice is {state.name.lower()}, cannot accept another HTLC")
             held = db.execute("SELECT COALESCE(SUM(amount_msat), 0) FROM invoice_htlcs WHERE payment_hash = ?"
@@ -457,8 +480,17 @@ class InvoiceRegistry:
             self._insert_htlc(db, payment_hash, replace(htlc, state=InvoiceHtlcState.ACCEPTED, resolve_time=0))
             total = int(held) + htlc.amount_msat
             if total >= max(htlc.mpp_total_msat or htlc.amount_msat, int(row[2])):
-                db.execute("UPDATE invoices SET state = ?, amt_paid_msat = ? WHERE payment_hash = ?",
-                           (int(InvoiceState.ACCEPTED), total, payment_hash))
+                if row[1]:
+                    db.execute("UPDATE invoices SET state = ?, amt_paid_msat = ? WHERE payment_hash = ?",
+                               (int(InvoiceState.ACCEPTED), total, payment_hash))
+                else:  # the set of a regular invoice is complete: settled with all its parts, durably
+                    db.execute(
+                        "UPDATE invoices SET state = ?, settle_index = ?, settle_date = ?, amt_paid_msat = ?"
+                        " WHERE payment_hash = ?",
+                        (int(InvoiceState.SETTLED), self._next_settle_index(db), now, total, payment_hash))
+                    db.execute("UPDATE invoice_htlcs SET state = ?, resolve_time = ? WHERE payment_hash = ?"
+                               " AND state = ?",
+                               (int(InvoiceHtlcState.SETTLED), now, payment_hash, int(InvoiceHtlcState.ACCEPTED)))
         record = self.lookup(payment_hash)
         assert record is not None
         self._notify(record)
@@ -495,12 +527,33 @@ class InvoiceRegistry:
             self._notify(record)
         return record
 
+    def expire_mpp_sets(self, now: int, timeout_s: float = DEFAULT_MPP_TIMEOUT_S) -> list[bytes]:
+        """Fail every incomplete MPP set of a regular invoice whose first held part is more than ``timeout_s`` old.
+
+        ``now`` and ``accept_time`` are whole seconds, so "more than" makes the wait at least ``timeout_s``.
+
+        Its held parts become CANCELED (the host fails them back with ``mpp_timeout``); the invoice stays
+        OPEN. Durable when it returns; the payment hashes of the sets failed.
+        """
+        query = ("SELECT h.payment_hash FROM invoice_htlcs h JOIN invoices i ON i.payment_hash = h.payment_hash"
+                 " WHERE h.state = ? AND i.state = ? AND i.is_hold = 0 GROUP BY h.payment_hash"
+                 " HAVING MIN(h.accept_time) + ? < ? ORDER BY MIN(h.rowid)")
+        args = (int(InvoiceHtlcState.ACCEPTED), int(InvoiceState.OPEN), timeout_s, now)
+        if not self.conn.execute(query, args).fetchone():  # the usual case (called every second): no write
+            return []
+        with self._tx() as db:
+            hashes = [bytes(r[0]) for r in db.execute(query, args).fetchall()]
+            for payment_hash in hashes:
+                db.execute("UPDATE invoice_htlcs SET state = ?, resolve_time = ? WHERE payment_hash = ? AND state = ?",
+                           (int(InvoiceHtlcState.CANCELED), now, payment_hash, int(InvoiceHtlcState.ACCEPTED)))
+        return hashes
+
     def held_htlcs(self) -> list[HeldHtlc]:
         """Every HTLC held by an OPEN or ACCEPTED hold invoice."""
         rows = self.conn.execute(
             "SELECT h.payment_hash, h.channel_id, h.htlc_id, h.expiry_height FROM invoice_htlcs h"
             " JOIN invoices i ON i.payment_hash = h.payment_hash WHERE h.state = ? AND i.state IN (?, ?)"
-            " ORDER BY h.rowid",
+            " AND i.is_hold = 1 ORDER BY h.rowid",
             (int(InvoiceHtlcState.ACCEPTED), int(InvoiceState.OPEN), int(InvoiceState.ACCEPTED)),
         ).fetchall()
         return [HeldHtlc(bytes(r[0]), bytes(r[1]), int(r[2]), int(r[3])) for r in rows]

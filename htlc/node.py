@@ -10,6 +10,11 @@ of this node takes them in order: :func:`htlc.receive.decide`, then (for a
 payment) the invoice is settled durably, then ``fulfill_htlc`` + ``sign`` go
 through ``ChannelManager.command``. At start, HTLCs that are irrevocably
 committed but unresolved (the node stopped in between) are queued again.
+Parts of a multi-part payment are held (``InvoiceRegistry.accept_htlc``) until
+the part that completes the set settles the invoice; then every held part is
+decided again (and fulfilled). A task fails sets still incomplete after
+``mpp_timeout_s`` (lnd's 120 s; ``canal channeld --mpp-timeout``) with
+``mpp_timeout``, held parts restored after a restart included.
 
 Outgoing HTLCs: ``on_htlc_settled`` is handled synchronously (a sqlite write
 and a notification), so an outcome is on disk before the manager acts on the
@@ -39,7 +44,7 @@ from .gossip_node import DEFAULT_TRICKLE_S, GossipNode
 from .forwarding import AlreadyForwarded, FailBack, Forward, Forwarder, GoOnChain, NotForwarding, Settle, peel_onion
 from .invoice import invoice_prefix
 from .policy import outgoing_channels
-from .invoices import HOLD_EXPIRY_DELTA, InvoiceHtlc, InvoiceRecord, InvoiceRegistry, InvoiceRegistryError, InvoiceState
+from .invoices import DEFAULT_MPP_TIMEOUT_S, HOLD_EXPIRY_DELTA, InvoiceHtlc, InvoiceRecord, InvoiceRegistry, InvoiceRegistryError, InvoiceState
 from .payments import PaymentStore
 from .receive import Fail, FailMalformed, Fulfill, Hold, decide
 from .send import Payer, Watchers
@@ -61,6 +66,8 @@ class PaymentNode(ChannelNode):
     graph: ChannelGraph
     #: BOLT 7 gossip: fills and keeps `graph`, announces our public channels, holds our forwarding policy.
     gossip: GossipNode
+    #: Seconds an incomplete MPP set is held before its parts fail with mpp_timeout.
+    mpp_timeout_s: float = DEFAULT_MPP_TIMEOUT_S
 
     def setup(self) -> None:
         super().setup()
@@ -111,6 +118,7 @@ class PaymentNode(ChannelNode):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._resolve_incoming)
             nursery.start_soon(self._resolve_upstream)
+            nursery.start_soon(self._mpp_timeouts)
             nursery.start_soon(self.gossip.run)
             self._requeue_unresolved()
             await super().started()
@@ -118,7 +126,7 @@ class PaymentNode(ChannelNode):
     def _invoice_changed(self, record: InvoiceRecord) -> None:
         self.invoice_updates.publish(None, record)
         self.invoice_updates.publish(record.payment_hash, record)
-        if record.is_hold and record.state in (InvoiceState.SETTLED, InvoiceState.CANCELED):
+        if record.state is InvoiceState.CANCELED or (record.is_hold and record.state is InvoiceState.SETTLED):
             self._release_held(record.payment_hash)
 
     def _release_held(self, payment_hash: bytes) -> None:
@@ -130,6 +138,16 @@ class PaymentNode(ChannelNode):
                     self._incoming_send.send_nowait((mc, IncomingHtlc(
                         mc.channel_id, add.id, add.amount_msat, add.payment_hash, add.cltv_expiry,
                         add.onion_routing_packet, path_key)))
+
+    async def _mpp_timeouts(self) -> None:
+        """Fail the parts of MPP sets still incomplete after ``mpp_timeout_s`` (the registry marks them, the
+        re-decision fails them with mpp_timeout)."""
+        while True:
+            for payment_hash in self.invoices.expire_mpp_sets(self.now(), self.mpp_timeout_s):
+                log.info("multi-part set of %s incomplete after %s s: failing its parts", payment_hash.hex(),
+                         self.mpp_timeout_s)
+                self._release_held(payment_hash)
+            await trio.sleep(min(1.0, self.mpp_timeout_s / 4))
 
     async def _hold_deadlines(self, block: Any, height: int, connected: bool) -> None:
         """Cancel a hold invoice whose held HTLC expires within HOLD_EXPIRY_DELTA blocks (lnd: 'expiry too soon')."""
@@ -227,17 +245,22 @@ class PaymentNode(ChannelNode):
         if isinstance(decision, Hold):
             if not decision.replay:
                 try:  # durable before we count on it
-                    self.invoices.accept_htlc(decision.payment_hash, InvoiceHtlc(
+                    accepted = self.invoices.accept_htlc(decision.payment_hash, InvoiceHtlc(
                         channel_id=htlc.channel_id, short_channel_id=mc.channel.short_channel_id or 0,
                         htlc_id=htlc.htlc_id, amount_msat=htlc.amount_msat, accept_height=self.tip_height,
                         accept_time=now, expiry_height=htlc.cltv_expiry, mpp_total_msat=decision.mpp_total_msat,
-                        custom_records=decision.custom_records))
+                        custom_records=decision.custom_records), now)
+                    if accepted.state is InvoiceState.SETTLED:  # this part completed an MPP set: fulfill them all
+                        log.info("incoming HTLC %d on %s completes the multi-part set of %s: settled",
+                                 htlc.htlc_id, mc.channel_id.hex(), htlc.payment_hash.hex())
+                        self._release_held(htlc.payment_hash)
+                        return
                 except InvoiceRegistryError as e:  # lost a race with CancelInvoice or another part
                     log.info("incoming HTLC %d: %s", htlc.htlc_id, e.reason)
                     decision = decide(htlc, node_key=self.node_key, height=self.tip_height, now=now,
                                       lookup=self.invoices.lookup)
             if isinstance(decision, Hold):
-                log.info("incoming HTLC %d on %s: held for hold invoice %s (%d msat)", htlc.htlc_id,
+                log.info("incoming HTLC %d on %s: held for invoice %s (%d msat)", htlc.htlc_id,
                          mc.channel_id.hex(), htlc.payment_hash.hex(), htlc.amount_msat)
                 return
         if isinstance(decision, Fail):

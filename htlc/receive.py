@@ -11,10 +11,14 @@ chain height, the time and a way to look invoices up, and returns one of
   made with ``create_failure`` + ``wrap_failure`` and the onion's shared secret).
 - :class:`FailMalformed`: the onion itself is unusable (a BADONION failure):
   ``update_fail_malformed_htlc`` with ``sha256_of_onion`` and ``failure_code``.
-- :class:`Hold`: the HTLC pays a hold invoice: the host records it with
-  ``InvoiceRegistry.accept_htlc`` (nothing to write when ``replay``) and leaves
-  it in the channel until the invoice is settled or canceled; then it asks
-  again, and the answer is a replayed Fulfill or a Fail.
+- :class:`Hold`: the HTLC pays a hold invoice, or is one part of a
+  multi-part payment: the host records it with ``InvoiceRegistry.accept_htlc``
+  (nothing to write when ``replay``) and leaves it in the channel until the
+  invoice is settled or canceled -- for a regular invoice, until the part that
+  completes the set settles it (``accept_htlc`` returns it SETTLED) or the set
+  times out (``InvoiceRegistry.expire_mpp_sets``); then it asks again for
+  every held part, and the answer is a replayed Fulfill or a Fail
+  (``mpp_timeout`` for a part of a set that timed out).
 
 Rules, in order:
 
@@ -29,18 +33,21 @@ Rules, in order:
 4. keysend (record 5482373484 whose sha256 is the payment hash): accepted if
    the hash is unused and the CLTV leaves ``MIN_CLTV_EXPIRY_DELTA`` blocks;
 5. otherwise the invoice must exist, be OPEN, not be expired, the
-   ``payment_secret`` must match, the HTLC must carry the whole payment
-   (``total_msat`` not above the HTLC: single-part only), pay at least the
-   invoice amount, and expire no sooner than ``height + cltv_expiry``.
-   A hold invoice accepts multi-part payments (``total_msat`` at least the
-   invoice amount, each part held until the parts add up).
+   ``payment_secret`` must match, and the HTLC expire no sooner than
+   ``height + cltv_expiry``. A single-part payment (``total_msat`` not above
+   the HTLC, no part held) must pay at least the invoice amount and is
+   fulfilled at once. A part of a multi-part payment (BOLT 4 basic MPP; every
+   invoice offers ``basic_mpp``, and a hold invoice's HTLCs always go this
+   way) needs ``total_msat`` at least the invoice amount and equal to the
+   held parts' ``total_msat``, and must not take the held parts above it.
 
 Any failure of 4 or 5 is ``incorrect_or_unknown_payment_details`` with
 ``htlc_msat`` and ``height`` (BOLT 4: the final node does not say which check
 failed). An HTLC that already settled an invoice (a replay after a restart,
 before the fulfill reached the channel) is fulfilled again; one that a hold
 invoice holds is held again (Hold with ``replay``); one whose hold invoice was
-canceled is failed.
+canceled is failed; one whose MPP set timed out is failed with ``mpp_timeout``
+(BOLT 4 code 23).
 """
 
 from __future__ import annotations
@@ -162,8 +169,13 @@ def decide(
         return Fulfill(htlc.htlc_id, htlc.payment_hash, invoice.preimage, htlc.amount_msat, invoice.is_keysend,
                        replay=True)
 
-    if invoice is not None and invoice.is_hold and invoice.holds(htlc.channel_id, htlc.htlc_id):
+    if invoice is not None and invoice.holds(htlc.channel_id, htlc.htlc_id):
         return Hold(htlc.htlc_id, htlc.payment_hash, htlc.amount_msat, replay=True)
+
+    if (invoice is not None and not invoice.is_hold and invoice.state is not InvoiceState.CANCELED
+            and invoice.released(htlc.channel_id, htlc.htlc_id)):
+        return _fail(htlc, ss, FailureMessage(FailureCode.MPP_TIMEOUT),
+                     "the multi-part set was not complete in time")
 
     if payload.keysend_preimage is not None:
         return _keysend(htlc, payload.keysend_preimage, payload.custom_records, invoice, height, details)
@@ -179,10 +191,8 @@ def decide(
         return details("no payment_secret in the onion (the invoice requires one)")
     if pd.payment_secret != invoice.payment_secret:
         return details("payment_secret does not match the invoice's")
-    if invoice.is_hold:
+    if invoice.is_hold or pd.total_msat > htlc.amount_msat or invoice.held_msat:
         return _hold(htlc, invoice, pd.total_msat, payload.custom_records, height, details)
-    if pd.total_msat > htlc.amount_msat:
-        return details(f"total_msat {pd.total_msat} above the HTLC's {htlc.amount_msat}: multi-part is not accepted")
     if htlc.amount_msat < invoice.value_msat:
         return details(f"underpaid: {htlc.amount_msat} msat for an invoice of {invoice.value_msat}")
     if htlc.cltv_expiry < height + invoice.cltv_expiry:
@@ -203,6 +213,8 @@ def _hold(
     total = total_msat or htlc.amount_msat
     if total < invoice.value_msat:
         return details(f"total_msat {total} below the invoice's {invoice.value_msat}")
+    if invoice.held_msat and invoice.held_total_msat != total:
+        return details(f"total_msat {total} differs from the held parts' {invoice.held_total_msat}")
     if invoice.held_msat + htlc.amount_msat > total:
         return details(f"part of {htlc.amount_msat} msat overpays the set: {invoice.held_msat} of {total} already held")
     if htlc.cltv_expiry < height + invoice.cltv_expiry:
