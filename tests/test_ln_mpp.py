@@ -3,16 +3,18 @@
     P ── Q          P pays Q; no channel carries INVOICE_SAT alone, so P splits it
     └─ M ─┘         (Q's invoice offers basic_mpp and hints at M's channel to Q)
 
-Q runs with ``--mpp-timeout 5``. First a payment whose second part cannot reach Q (P is given a
+Q runs with ``--mpp-timeout 8``. First a payment whose second part cannot reach Q (P is given a
 route hint through M over a channel M does not have): Q holds the direct part, its set never
-completes, and after 5 s Q fails it with ``mpp_timeout``; P ends FAILED (NO_ROUTE, as lnd) with
-that failure on its attempt, and Q's invoice is still OPEN. Then P pays Q's invoice in parts over
-both paths and every part settles.
+completes, and after 8 s Q fails it with ``mpp_timeout``; P ends FAILED (NO_ROUTE, as lnd) with
+that failure on its attempt, and Q's invoice is still OPEN. The same again with Q SIGKILLed and
+restarted while it holds the part: the part is restored from sqlite and still times out. Then P
+pays Q's invoice in parts over both paths and every part settles.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -26,7 +28,7 @@ from proto import router_pb2_grpc as router_grpc
 
 CHANNEL_SAT = 600_000
 INVOICE_SAT = 800_000  # more than any channel carries
-MPP_TIMEOUT_S = 5
+MPP_TIMEOUT_S = 8  # long enough to SIGKILL and restart Q while a part is held
 
 
 def _router(node: LightningProcess) -> router_grpc.RouterStub:
@@ -91,20 +93,29 @@ def net(tmp_path_factory: pytest.TempPathFactory):
         chain.stop()
 
 
+def _pay_with_fake_hint(p: LightningProcess, m: LightningProcess, q: LightningProcess,
+                        inv: ln.AddInvoiceResponse) -> ln.Payment:
+    """Pay ``inv`` by its fields, with a hint through M over a channel M does not have: that part fails at M."""
+    fake_hint = ln.RouteHint(hop_hints=[ln.HopHint(node_id=m.pubkey, chan_id=(999_999 << 40) | 1,
+                                                   fee_base_msat=1000, fee_proportional_millionths=1,
+                                                   cltv_expiry_delta=40)])
+    return _pay(p, dest=bytes.fromhex(q.pubkey), amt=INVOICE_SAT, payment_hash=inv.r_hash,
+                payment_addr=inv.payment_addr, final_cltv_delta=80,
+                dest_features=[ln.FeatureBit.TLV_ONION_REQ, ln.FeatureBit.PAYMENT_ADDR_REQ, ln.FeatureBit.MPP_OPT],
+                route_hints=[fake_hint])
+
+
+def _log(node: LightningProcess) -> str:
+    return "".join(f.read_text(errors="replace") for f in node.datadir.glob("*.log"))
+
+
 def test_incomplete_set_times_out_with_mpp_timeout(net) -> None:
     p, m, q = net
     inv = q.rpc.AddInvoice(ln.Invoice(value=INVOICE_SAT, memo="never completes"))
     decoded = q.rpc.DecodePayReq(ln.PayReqString(pay_req=inv.payment_request))
     assert ln.FeatureBit.MPP_OPT in decoded.features  # basic_mpp optional, as lnd's invoices
-    # Pay it by its fields, with a hint through M over a channel M does not have: that part fails at M.
-    fake_hint = ln.RouteHint(hop_hints=[ln.HopHint(node_id=m.pubkey, chan_id=(999_999 << 40) | 1,
-                                                   fee_base_msat=1000, fee_proportional_millionths=1,
-                                                   cltv_expiry_delta=40)])
     started = time.monotonic()
-    final = _pay(p, dest=bytes.fromhex(q.pubkey), amt=INVOICE_SAT, payment_hash=inv.r_hash,
-                 payment_addr=inv.payment_addr, final_cltv_delta=decoded.cltv_expiry,
-                 dest_features=[ln.FeatureBit.TLV_ONION_REQ, ln.FeatureBit.PAYMENT_ADDR_REQ, ln.FeatureBit.MPP_OPT],
-                 route_hints=[fake_hint])
+    final = _pay_with_fake_hint(p, m, q, inv)
     elapsed = time.monotonic() - started
     assert final.status == ln.Payment.FAILED
     assert final.failure_reason == ln.PaymentFailureReason.FAILURE_REASON_NO_ROUTE, \
@@ -122,6 +133,28 @@ def test_incomplete_set_times_out_with_mpp_timeout(net) -> None:
     assert after.state == ln.Invoice.OPEN and after.amt_paid_msat == 0
     assert after.htlcs and {h.state for h in after.htlcs} == {ln.InvoiceHTLCState.CANCELED}
     wait_for(lambda: _no_htlcs(q), 20, "no HTLC left at Q")
+
+
+def test_held_part_survives_a_sigkill_and_still_times_out(net) -> None:
+    p, m, q = net
+    inv = q.rpc.AddInvoice(ln.Invoice(value=INVOICE_SAT, memo="held across a crash"))
+    with ThreadPoolExecutor(1) as pool:
+        paying = pool.submit(_pay_with_fake_hint, p, m, q, inv)
+
+        def held() -> bool:
+            return any(h.state == ln.InvoiceHTLCState.ACCEPTED
+                       for h in q.rpc.LookupInvoice(ln.PaymentHash(r_hash=inv.r_hash)).htlcs)
+        wait_for(held, 30, "Q holds the direct part")
+        q.kill()  # SIGKILL while the part is held (its set is at most 8 s old)
+        q.start()
+        final = paying.result(timeout=90)
+    assert final.status == ln.Payment.FAILED
+    assert any(h.failure.code == ln.Failure.MPP_TIMEOUT for h in final.htlcs), \
+        [ln.Failure.FailureCode.Name(h.failure.code) for h in final.htlcs]
+    after = q.rpc.LookupInvoice(ln.PaymentHash(r_hash=inv.r_hash))
+    assert after.state == ln.Invoice.OPEN and {h.state for h in after.htlcs} == {ln.InvoiceHTLCState.CANCELED}
+    assert "unresolved at start: deciding it again" in _log(q)  # the held part was restored and decided again
+    wait_for(lambda: _active(q, 2), 30, "Q's channels active again")
 
 
 def test_invoice_larger_than_any_channel_is_paid_in_parts(net) -> None:
