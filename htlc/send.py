@@ -515,7 +515,8 @@ class Payer:
         before the next peer message), so an HTLC that is gone without a recorded preimage failed.
         A payment stored with its settings is then resumed (as lnd does): its lifecycle is rebuilt
         from them and its attempts, outcomes of its HTLCs in flight are queued for it from now on,
-        and its driver starts once the node has a peer again (:meth:`_peer_changed`). A payment
+        and its driver starts once the node has a peer again or sees a block (the first hook the
+        running node calls: the drivers need its nursery). A payment
         stored without settings (made before they were kept) is followed to the end, no retries.
         """
         for payment in self.store.in_flight():
@@ -535,6 +536,7 @@ class Payer:
                      len(payment.attempts), len(shards))
         if self._resumed:
             self.node.peer_handlers.append(self._peer_changed)
+            self.node.block_handlers.append(self._block_changed)
 
     def _stored_intent(self, payment: Payment) -> PaymentIntent | None:
         settings = self.store.settings(payment.payment_hash)
@@ -549,8 +551,14 @@ class Payer:
 
     def _peer_changed(self, peer: object, connected: bool) -> None:
         """The first peer is back after a start: resumed payments go on (their drivers wait for the rest)."""
-        if not connected:
-            return
+        if connected:
+            self._start_resumed()
+
+    def _block_changed(self, block: object, height: int, connected: bool) -> None:
+        """A block with no peer back yet: resumed payments go on too (their deadlines pass without peers)."""
+        self._start_resumed()
+
+    def _start_resumed(self) -> None:
         resumed, self._resumed = self._resumed, []
         for lc, events, shards in resumed:
             self.node.spawn(self._drive, lc, events, shards, True)
