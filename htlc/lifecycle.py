@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -237,14 +237,17 @@ class PaymentLifecycle:
 
     @classmethod
     def resume(cls, intent: PaymentIntent, source: bytes, graph: ChannelGraph, scorer: Scorer, start_time: float,
-               attempts: Sequence[Attempt]) -> tuple[PaymentLifecycle, dict[int, int]]:
+               attempts: Sequence[Attempt],
+               channel_update: Callable[[Attempt], ChannelPolicyUpdate | None] | None = None,
+               ) -> tuple[PaymentLifecycle, dict[int, int]]:
         """A payment under way when the payer stopped, rebuilt from its stored attempts (lnd resumes them too).
 
         ``start_time`` is the payment's original start: the deadline stays where it was. An attempt in
         flight is a shard in flight again (its amount counts: nothing is paid twice); a settled one
         brings the preimage; a failed one is replayed (its exclusions; the scorer learns it again, at
         the time it failed). An attempt the payer itself failed at start because its HTLC never reached
-        the channel (an unreadable failure from us) excludes nothing. Returns the lifecycle and the
+        the channel (an unreadable failure from us) excludes nothing. ``channel_update`` gives the
+        checked policy a failed attempt's ``channel_update`` carried (as for a live failure). Returns the lifecycle and the
         shard id of every attempt in flight (by attempt id).
         """
         lc = cls(intent, source, graph, scorer, start_time)
@@ -265,7 +268,8 @@ class PaymentLifecycle:
             else:
                 s.in_flight[shard.shard_id] = shard
                 f = a.failure
-                lc.shard_failed(shard.shard_id, f.source_index, f.code, a.resolve_time_ns / 1e9, message=f.message)
+                update = None if channel_update is None else channel_update(a)
+                lc.shard_failed(shard.shard_id, f.source_index, f.code, a.resolve_time_ns / 1e9, update, f.message)
         return lc, in_flight
 
     # --- what is known --------------------------------------------------------------------------------

@@ -131,6 +131,14 @@ def failure_reason_for(failure: AttemptFailure) -> FailureReason:
     return FailureReason.NO_ROUTE  # no other route is left to try
 
 
+def stored_failure_update(attempt: Attempt) -> ChannelPolicyUpdate | None:
+    """The checked policy in a failed attempt's stored ``channel_update`` (None: none, or not the erring node's)."""
+    f = attempt.failure
+    if f is None or not 0 < f.source_index <= len(attempt.route.hops):
+        return None
+    return failure_channel_update(f.channel_update, attempt.route.hops[f.source_index - 1].pubkey)
+
+
 def attempt_failure(message: FailureMessage, source_index: int) -> AttemptFailure:
     return AttemptFailure(
         code=message.code, source_index=source_index, message=str(message), htlc_msat=message.htlc_msat or 0,
@@ -527,8 +535,15 @@ class Payer:
             self._settle_books(payment, "the HTLC left the channel while the node was down (no preimage)",
                                keep_payment=True)
             payment = self.store.get(payment.payment_hash) or payment
-            lc, shards = PaymentLifecycle.resume(intent, self.source, self.graph, self.scorer,
-                                                 payment.creation_time_ns / 1e9, payment.attempts)
+            try:
+                lc, shards = PaymentLifecycle.resume(intent, self.source, self.graph, self.scorer,
+                                                     payment.creation_time_ns / 1e9, payment.attempts,
+                                                     stored_failure_update)
+            except (ValueError, KeyError, IndexError) as e:  # never keep the node from starting
+                log.warning("payment %s cannot be resumed (%s): followed to the end, no retries",
+                            payment.payment_hash.hex(), e)
+                self._settle_books(payment, "the HTLC left the channel while the node was down (no preimage)")
+                continue
             events_send, events_recv = trio.open_memory_channel[_Outcome](math.inf)
             self._drivers[intent.payment_hash] = events_send
             self._resumed.append((lc, events_recv, shards))

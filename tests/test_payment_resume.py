@@ -34,8 +34,8 @@ from daemons import ChainProcess, LightningProcess, wait_for
 from htlc.failure import FailureCode
 from htlc.graph import channel_direction
 from htlc.invoice import RouteHintHop
-from htlc.lifecycle import Finished, PaymentIntent, PaymentLifecycle, Shard
-from htlc.payments import _SCHEMA, UNREADABLE_FAILURE, AttemptFailure, PaymentStore
+from htlc.lifecycle import ChannelPolicyUpdate, Finished, PaymentIntent, PaymentLifecycle, Shard
+from htlc.payments import _SCHEMA, UNREADABLE_FAILURE, Attempt, AttemptFailure, PaymentStore
 from htlc.scoring import Scorer
 from htlc.send import stored_route
 from proto import chain_pb2 as pb
@@ -123,6 +123,35 @@ def test_resumed_lifecycle_keeps_what_the_failures_taught(tmp_path: Path) -> Non
     assert retry.route.source == A and retry.payloads[-1].payment_data is not None
     # its scorer learnt the failure again (at the time it happened)
     assert resumed.scorer.known_channels()
+    store.close()
+
+
+def test_a_replayed_failure_applies_its_channel_update(tmp_path: Path) -> None:
+    what = intent()
+    store, lc = _stored(tmp_path, what)
+    _, attempt_id = _launch(store, lc, T0, 0)
+    store.fail_attempt(attempt_id, AttemptFailure(FailureCode.FEE_INSUFFICIENT, 2, channel_update=b"signed"), 1)
+    payment = store.get(what.payment_hash)
+    assert payment is not None
+    update = ChannelPolicyUpdate(3, channel_direction(C, D), 100, fee_base_msat=5000, fee_proportional_millionths=1,
+                                 cltv_expiry_delta=40, htlc_minimum_msat=0, htlc_maximum_msat=1_000_000_000,
+                                 disabled=False)
+    seen: list[bytes] = []
+
+    def checked(a: Attempt) -> ChannelPolicyUpdate | None:
+        assert a.failure is not None
+        seen.append(a.failure.channel_update)
+        return update
+
+    g = network()
+    resumed, _ = PaymentLifecycle.resume(what, A, g, Scorer(), T0, payment.attempts, checked)
+    assert seen == [b"signed"]
+    policy = g.policy(3, C)
+    assert policy is not None and policy.fee_base_msat == 5000  # applied: C–D is not excluded, only repriced
+    assert (3, channel_direction(C, D)) not in resumed.s.excluded
+    # without it (an update that does not check out), that direction is out for this payment
+    plain, _ = PaymentLifecycle.resume(what, A, network(), Scorer(), T0, payment.attempts)
+    assert (3, channel_direction(C, D)) in plain.s.excluded
     store.close()
 
 
