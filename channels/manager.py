@@ -361,8 +361,14 @@ class ChannelManager:
             return mc
 
     async def command(self, mc: ManagedChannel, fn: Callable[[Channel], list[Effect]]) -> None:
-        """Run a channel API call (add_htlc, sign, shutdown, ...) and carry out its effects."""
+        """Run a channel API call (add_htlc, sign, shutdown, ...) and carry out its effects.
+
+        ChannelError once the funding output is spent on chain: the channel state machine does not
+        know of a close the peer published, and an HTLC settled in it would reach nobody (a preimage
+        goes to the on-chain monitor instead: :meth:`claim_onchain`)."""
         async with self._lock:
+            if mc.watch is not None and mc.watch.spent_by is not None:
+                raise ChannelError(f"channel closed on chain by {mc.watch.spent_by[::-1].hex()}")
             await self._apply(mc, fn(mc.channel))
 
     # --- the chain ---------------------------------------------------------------------------------------
@@ -590,6 +596,9 @@ class ChannelManager:
                         log.info("send to %s failed: %s", mc.peer.hex(), e)
                     if self.crash.step is not None:
                         self.crash.reached(f"send:{eff.message.NAME}")
+            elif isinstance(eff, Broadcast) and eff.label == "commitment" and mc.watch is not None and (
+                    mc.watch.spent_by is not None):  # e.g. the peer's error after its own close confirmed
+                log.info("channel %s already closed on chain: our commitment is not broadcast", mc.channel_id.hex())
             elif isinstance(eff, Broadcast):
                 try:
                     await self.d.broadcast(eff.tx)

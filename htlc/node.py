@@ -363,6 +363,12 @@ class PaymentNode(ChannelNode):
         for action in self.forwarder.on_height(height):
             assert isinstance(action, GoOnChain)
             mc = self.channels.find(action.channel_id)
-            if mc is not None:
+            if mc is not None and (mc.watch is None or mc.watch.spent_by is None):  # not yet closed on chain
                 log.warning("forwarded HTLC deadline (%s): force-closing %s", action.reason, action.channel_id.hex())
-                self.spawn(self.channels.command, mc, lambda ch: ch.force_close())
+                self.spawn(self._go_on_chain, mc)
+
+    async def _go_on_chain(self, mc: ManagedChannel) -> None:
+        try:
+            await self.channels.command(mc, lambda ch: ch.force_close())
+        except ChannelError as e:  # e.g. closed on chain meanwhile: its monitor resolves the HTLCs
+            log.info("not force-closing %s: %s", mc.channel_id.hex(), e.reason)
