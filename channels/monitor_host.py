@@ -264,8 +264,11 @@ class MonitorHost:
         does not match (our commitment's signatures are checked)."""
         monitor = ChannelMonitor(data, tip_height=height - 1)
         live = _Live(monitor, set(), channel_index)
-        actions = self._handle(channel_id, live, monitor.start())
-        actions += self._handle(channel_id, live, monitor.block_connected(height, [closing_tx]))
+        # start() registers the watches; what it would (re)broadcast for a funding output it still thinks
+        # unspent (our commitment and its CPFP child, e.g. for an expired HTLC) is moot: `closing_tx` is
+        # in a block already, and a CPFP child would only tie up the wallet coin the HTLC txs need.
+        live.watched.update(e.outpoint for e in monitor.start() if isinstance(e, WatchOutpoint))
+        actions = self._handle(channel_id, live, monitor.block_connected(height, [closing_tx]))
         self._live[channel_id] = live
         self._save(channel_id, live)
         log.info("channel %s: on-chain monitor took over the close %s (%s)", channel_id.hex(),
