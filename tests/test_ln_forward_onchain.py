@@ -20,13 +20,12 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-
 from daemons import ChainProcess, LightningProcess, wait_for
+
 from proto import chain_pb2 as pb
 from proto import invoices_pb2 as inv_pb
 from proto import invoices_pb2_grpc as inv_grpc
@@ -170,6 +169,30 @@ def line(tmp_path_factory: pytest.TempPathFactory):
             p.stop()
 
 
+def test_adopting_a_confirmed_close_past_the_htlc_expiry_asks_only_for_the_htlc_timeout() -> None:
+    """The monitor adopts our anchors commitment already in a block, past the outgoing HTLC's expiry:
+    no rebroadcast of the commitment and no CPFP child (it would take the wallet coin the zero-fee
+    HTLC-timeout needs); the HTLC-timeout asks for wallet inputs at once."""
+    from test_ln_htlc_onchain import CLTV, DEST, _force_close, _pair
+
+    from channels.monitor_host import (
+        BroadcastTx,
+        BumpCommitment,
+        FundHtlcTx,
+        MonitorHost,
+        monitor_data_for_channel,
+    )
+
+    pair = _pair(anchors=True)
+    a = pair.a
+    data = monitor_data_for_channel(a.channel, DEST)
+    closing = _force_close(a.channel)
+    actions = MonitorHost().adopt(a.channel.channel_id, data, closing, CLTV + 10)
+    assert not [x for x in actions if isinstance(x, BumpCommitment | BroadcastTx)], actions
+    funds = [x for x in actions if isinstance(x, FundHtlcTx)]
+    assert len(funds) == 1 and funds[0].need.htlc_outpoint.txid == closing.txid
+
+
 def test_downstream_gone_htlc_times_out_on_chain_and_fails_back_off_chain(line) -> None:
     chain, alice, carol, dave, _erin = line
     preimage = os.urandom(32)
@@ -243,7 +266,7 @@ def test_downstream_settles_on_chain_upstream_fulfilled_off_chain(line) -> None:
     chain, alice, carol, _dave, erin = line
     preimage = os.urandom(32)
     alice_before = alice.rpc.ChannelBalance(ln.ChannelBalanceRequest()).local_balance.msat
-    payment, upstream, downstream = _held(alice, carol, erin, preimage)
+    payment, _upstream, downstream = _held(alice, carol, erin, preimage)
     assert chain.height() < downstream.pending_htlcs[0].expiration_height - 20
     txid, _, index = downstream.channel_point.partition(":")
     close = carol.rpc.CloseChannel(ln.CloseChannelRequest(
