@@ -234,6 +234,8 @@ def test_downstream_gone_htlc_times_out_on_chain_and_fails_back_off_chain(line) 
     assert chain.height() < incoming_expiry - 18, (chain.height(), incoming_expiry)
     final = payment.final()
     assert final.status == ln.Payment.FAILED
+    failure = final.htlcs[0].failure  # carol's own failure, as lnd's timeout resolver sends it
+    assert failure.code == ln.Failure.PERMANENT_CHANNEL_FAILURE and failure.failure_source_index == 1, failure
     up = _channel(alice, carol)
     assert up is not None and up.active and not up.pending_htlcs
     assert alice.rpc.ClosedChannels(ln.ClosedChannelsRequest()).channels == []
