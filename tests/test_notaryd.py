@@ -299,7 +299,7 @@ def test_forged_attestations_are_ignored_with_a_reason(net: Net) -> None:
     assert received(net.alpha, user) == [30_000_000 - FEES["alpha"]]
 
 
-@pytest.mark.slow  # restarts three notaryds and starts three more (~20 s)
+# Not marked slow (~20 s): it builds on the peg-ins and peg-outs of the tests above, so it runs with them.
 def test_rotation_sweeps_to_the_next_committee_and_the_old_keys_expire(net: Net) -> None:
     # Two deposits to epoch 0's addresses, deep enough, not claimed before the rotation.
     users = [new_address(net.beta) for _ in range(2)]
