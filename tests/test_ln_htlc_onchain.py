@@ -373,7 +373,8 @@ def test_force_closed_anchors_htlc_times_out_across_kills(tmp_path: Path) -> Non
             payments = alice.rpc.ListPayments(ln.ListPaymentsRequest(include_incomplete=True)).payments
             return any(p.payment_hash == invoice.r_hash.hex() and p.status == ln.Payment.FAILED for p in payments)
 
-        wait_for(failed, 30, "the payment fails once the HTLC timed out on chain")
+        # (a resumed payment waits up to htlc.send.RESUME_GRACE_S for its channels before its next step)
+        wait_for(failed, 90, "the payment fails once the HTLC timed out on chain")
         chain.generate(150)  # to_self_delay (144) on to_local and on the HTLC-timeout's output
         # everything back but fees: the channel balance and the HTLC's 50,000 sat (two sweeps, maybe a block apart)
         target = wallet_before + local + 50_000 - 15_000
