@@ -14,7 +14,7 @@ from rich.table import Table
 
 from proto import chain_pb2 as pb
 
-from .procs import ChainProcess, LightningProcess, wait_for
+from .procs import BridgeProcess, ChainProcess, LightningProcess, wait_for
 
 __all__ = ["network_demo"]
 
@@ -121,6 +121,9 @@ def network_demo(console: Console, keep: bool = False) -> tuple[bool, dict[str, 
             for p in procs:
                 if isinstance(p, LightningProcess):
                     console.print(f"  canal ln --datadir {p.datadir} getinfo")
+                elif isinstance(p, BridgeProcess):
+                    console.print(f"  canal bridge --datadir {p.datadir} list")
+            console.print(f"  canal peg --pegdir {root / 'peg' / 'peg'} status   (the committee and its reserves)")
             console.print(f"Stop everything with: pkill -f {root}")
         return n.ok, {"steps": [{"step": s, "result": r, "seconds": round(t, 2)} for s, r, t in n.rows],
                       "balances": balances, "crosschain": crosschain, "datadir": str(root)}
