@@ -28,6 +28,7 @@ from base_chain.tx import OutPoint, Transaction, TxOut
 from base_chain.wallet import WalletError
 
 from .backup import ChannelBackupRecord
+from .chainclient import ChainUnavailable
 from .effects import (
     Broadcast,
     ChannelClosed,
@@ -660,7 +661,7 @@ class ChannelManager:
                 return
             child = commitment_fee_bump(commitment, c.params.funding_sat, self.secrets(mc.index).funding_privkey,
                                         target, self.d.wallet, self.d.tip_height)
-        except (WalletError, ValueError) as e:
+        except (WalletError, ValueError, ChainUnavailable) as e:  # the fee estimate too: the close goes on
             log.warning("channel %s: cannot CPFP our commitment: %s", mc.channel_id.hex(), e)
             return
         if child is not None:

@@ -326,3 +326,38 @@ def test_force_close_cpfps_an_underpaying_anchors_commitment(tmp_path: Path) -> 
     child_fee = sum(known[i.prevout].amount_sat for i in child.inputs) - sum(o.amount_sat for o in child.outputs)
     rate = (parent_fee + child_fee) * 1000 / (commitment.weight + child.weight)
     assert 5000 <= rate < 5500
+
+
+def test_force_close_goes_on_when_the_fee_estimate_is_unavailable(tmp_path: Path) -> None:
+    """The chain node cannot estimate fees (unreachable): the CPFP is skipped, but the force close itself
+    is carried out to the end (the commitment broadcast, the effects after it) and raises nothing."""
+    import trio
+
+    from channels.chainclient import ChainUnavailable
+    from channels.manager import ChannelManager
+
+    pair = _pair(True)
+    a = pair.a
+    cid = a.channel.channel_id
+    wallet, _ = _wallet(tmp_path)
+
+    class NoEstimate(_Chain):
+        async def estimate_fee_sat_kvb(self, blocks: int) -> int:
+            raise ChainUnavailable("connection refused")
+
+    daemon = _Daemon(NoEstimate())
+    daemon.wallet = wallet  # type: ignore[assignment]
+    daemon.tip_height = CLOSE_HEIGHT
+    store = ChannelStore(tmp_path / "channels.sqlite")
+    store.save_channel(cid, b"\x02" * 33, 0, a.channel.to_bytes())
+
+    async def main() -> None:
+        m = ChannelManager(daemon, store, SEED_A)  # type: ignore[arg-type]
+        m.load()
+        mc = m.find(cid)
+        assert mc is not None
+        await m.command(mc, lambda ch: ch.force_close())
+        assert mc.published is not None  # LocalCommitmentPublished, after the Broadcast, was carried out
+
+    trio.run(main)
+    assert len(daemon.sent) == 1
