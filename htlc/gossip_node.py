@@ -88,6 +88,9 @@ DEFAULT_TRICKLE_S = 2.0
 """Seconds between two rounds of the staggered broadcast (lnd's trickledelay, short for a small network)."""
 _ALL_TIME = 0xFFFFFFFF
 FILTER_SLACK_S = 3600
+MAX_PENDING_QUERIES = 64
+"""``query_short_channel_ids`` waiting per peer (each up to ~8,000 channels): more replies are dropped, so a
+peer sending reply_channel_range without end cannot grow our memory."""
 """Our gossip_timestamp_filter starts this long before the connection (the range queries cover older gossip)."""
 REFRESH_AFTER_S = 13 * 24 * 3600
 """Our channel_update is made again when older than this (BOLT 7: others forget channels after two weeks)."""
@@ -177,6 +180,10 @@ class GossipNode:
             query = self.store.query_for_reply(msg, with_flags=self._supports(peer, Feature.gossip_queries_ex))
             if query is not None:
                 waiting = self._queries.setdefault(peer.pubkey_hex, [])
+                if len(waiting) >= MAX_PENDING_QUERIES:
+                    log.info("peer %s: reply_channel_range dropped (%d queries waiting)", peer.pubkey_hex[:16],
+                             len(waiting))
+                    return
                 waiting.append(query)
                 if len(waiting) == 1:
                     await peer.link.send(query)

@@ -363,3 +363,17 @@ async def test_our_update_is_refreshed_before_others_forget_it_and_stale_channel
     dx.channels.channels.clear()  # (and X's channel is gone, so X does not announce it again)
     await x.on_block(SimpleNamespace(transactions=[]), 202, True)
     assert SCID not in x.store and x.graph.policies(SCID) == []
+
+
+async def test_replies_without_end_do_not_grow_the_query_queue(tmp_path: Path) -> None:
+    """A peer flooding reply_channel_range (unknown channels) gets at most MAX_PENDING_QUERIES queries queued."""
+    from htlc.gossip import EncodedShortIds
+    from htlc.gossip_node import MAX_PENDING_QUERIES
+    from htlc.gossip_queries import ReplyChannelRange
+
+    d, g, p1, _ = _gossip(tmp_path)
+    for i in range(MAX_PENDING_QUERIES + 50):
+        reply = ReplyChannelRange(d.params.genesis_hash, 0, 1000, 1, EncodedShortIds((SCID + 1 + i,)))
+        await g.on_message(p1, reply)  # type: ignore[arg-type]
+    assert len(g._queries[p1.pubkey_hex]) == MAX_PENDING_QUERIES
+    assert [m.NAME for m in p1.link.sent] == ["query_short_channel_ids"]  # one at a time
