@@ -22,9 +22,7 @@ dirs, as Loop or Boltz use lnd) and serves ``canalbridge.Bridge``
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -50,7 +48,7 @@ from proto import router_pb2_grpc as router_grpc
 
 from .bridge import BridgeConfig, Event, QuoteRefused, SwapState, beta_payment_limits, quote
 from .bridge_store import BridgeStore, Swap, SwapExists
-from base_chain.process import stop_on_signals
+from base_chain.process import stop_on_signals, write_node_info
 
 __all__ = ["BridgeDaemon", "LightningClient", "main", "swap_to_pb"]
 
@@ -218,10 +216,7 @@ class BridgeDaemon:
                     log.info("resuming swap %s in state %s", swap.payment_hash.hex(), swap.state.value)
                     nursery.start_soon(self._drive, swap)
                 write_rpc_endpoint(self.datadir, port)
-                info = {"pid": os.getpid(), "host": "127.0.0.1", "rpc_port": port}
-                tmp = self.datadir / "node.json.tmp"
-                tmp.write_text(json.dumps(info))
-                tmp.replace(self.datadir / "node.json")
+                write_node_info(self.datadir, rpc_port=port)
                 nursery.start_soon(stop_on_signals, self._stop.set)
                 log.info("bridge %s -> %s on rpc 127.0.0.1:%d", self.config.alpha_prefix, self.config.beta_prefix,
                          port)
