@@ -65,9 +65,12 @@ class ForwardingPolicy:
             raise PolicyError(f"time lock delta of {self.time_lock_delta} is too small, minimum supported is "
                               f"{MIN_CLTV_EXPIRY_DELTA}" if self.time_lock_delta < MIN_CLTV_EXPIRY_DELTA
                               else f"time lock delta of {self.time_lock_delta} is too large")
-        if not 0 <= self.min_htlc_msat < 1 << 64:
+        # graph.sqlite keeps them as signed 64-bit integers (far above any amount of bitcoin in msat)
+        if not 0 <= self.min_htlc_msat < 1 << 63:
             raise PolicyError(f"min_htlc_msat {self.min_htlc_msat} is out of range")
-        if self.max_htlc_msat is not None and not self.min_htlc_msat <= self.max_htlc_msat < 1 << 64:
+        if self.max_htlc_msat is not None and self.max_htlc_msat >= 1 << 63:
+            raise PolicyError(f"max_htlc_msat {self.max_htlc_msat} is out of range")
+        if self.max_htlc_msat is not None and not self.min_htlc_msat <= self.max_htlc_msat:
             raise PolicyError(f"max_htlc_msat {self.max_htlc_msat} is below min_htlc_msat {self.min_htlc_msat}")
 
     def for_capacity(self, capacity_sat: int) -> ChannelPolicy:

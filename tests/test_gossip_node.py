@@ -50,6 +50,8 @@ def test_policy_book_global_and_per_channel_updates() -> None:
     ({"time_lock_delta": 17}, "too small"),
     ({"min_htlc_msat": 10, "max_htlc_msat": 5}, "below min_htlc_msat"),
     ({"fee_base_msat": -1}, "out of range"),
+    ({"min_htlc_msat": 1 << 63}, "out of range"),  # graph.sqlite could not store it (OverflowError)
+    ({"max_htlc_msat": 1 << 63}, "out of range"),
 ])
 def test_a_refused_policy_changes_nothing(fields: dict[str, int], reason: str) -> None:
     book = PolicyBook()
