@@ -363,6 +363,8 @@ class SwapDaemon:
         if event.height - int(since) < blocks:
             return
         async with runner.lock:
+            if swap.state is not SwapState.AWAITING_COUNTER_CONTRACT:  # the contract came while we waited
+                return
             try:
                 effects = swap.abandon(f"no contract from the initiator within {blocks} {event.chain} blocks")
             except SwapError:

@@ -357,3 +357,36 @@ def test_core_abandon_only_while_nothing_of_ours_is_locked() -> None:
     initiator.start()  # FUNDING: our contract exists
     with pytest.raises(SwapError):
         initiator.abandon("bored")
+
+
+async def test_participant_keeps_a_swap_whose_contract_arrives_while_the_abandon_waits(tmp_path: Path) -> None:
+    """The timeout fires while another task (a ShareContract handler) holds the swap: once it has the swap,
+    the counter-contract is there and the swap goes on (the state is read again under the lock)."""
+    import trio
+    import trio.testing
+    from test_swap_state import ALICE_PKH, ALPHA_AMOUNT, BOB_PKH, contract_with_tx, participant
+
+    from relay.swap import CounterContractReceived, HeightObserved, SwapState
+    from relay.swap_store import SwapRow, SwapStore
+    from relay.swapd import Policy, SwapDaemon, _Runner
+
+    p = participant()
+    p.start()
+    p.handle(HeightObserved("alpha", 100))
+    p.handle(HeightObserved("beta", 1000))
+    daemon = SwapDaemon.__new__(SwapDaemon)
+    daemon.policy = Policy(counter_contract_timeout_s=600)
+    daemon.store = SwapStore(tmp_path / "swapd.sqlite")
+    daemon._crash_at = ""
+    row = SwapRow("s1", "participant", "127.0.0.1:1", p.state.value, {}, p.to_dict(), {"accepted_height": 100})
+    daemon.store.insert(row)
+    runner = _Runner(row, p)
+    await runner.lock.acquire()  # the contract handler has the swap
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(daemon._maybe_abandon, runner, HeightObserved("alpha", 110))
+        await trio.testing.wait_all_tasks_blocked()
+        script, tx = contract_with_tx(locktime=100 + 288, amount=ALPHA_AMOUNT, recipient=BOB_PKH, refund=ALICE_PKH)
+        p.handle(CounterContractReceived(script, tx))
+        runner.lock.release()
+    assert p.state is SwapState.COUNTER_CONTRACT_SEEN
+    daemon.store.close()
