@@ -494,8 +494,11 @@ class GossipNode:
                                f"{c.params.remote.htlc_minimum_msat} msat")
         points = [cp for cp in (list(mine) if channel_points is None else channel_points) if cp not in refused]
         async with self._lock:
+            # A refused channel keeps the policy it has, also when that is the default being changed.
+            pinned = {cp: self.policies.policy(cp) for cp in refused if everything and cp not in self.policies.channels}
             changed = self.policies.update(points, change, everything)
-            self.db.save_policies(changed, self.policies.default if everything else None)
+            self.policies.channels.update(pinned)
+            self.db.save_policies({**changed, **pinned}, self.policies.default if everything else None)
             for cp in changed:
                 mc = mine.get(cp)
                 if mc is not None:

@@ -379,3 +379,18 @@ async def test_replies_without_end_do_not_grow_the_query_queue(tmp_path: Path) -
         await g.on_message(p1, reply)  # type: ignore[arg-type]
     assert len(g._queries[p1.pubkey_hex]) == MAX_PENDING_QUERIES
     assert [m.NAME for m in p1.link.sent] == ["query_short_channel_ids"]  # one at a time
+
+
+async def test_a_channel_refused_by_a_global_policy_update_keeps_its_policy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """lnd: a global update refused for one channel (max HTLC above its capacity) leaves that channel as it was;
+    the new default must not reach it silently (no channel_update for it went out)."""
+    dx, x, *_ = await _pair(tmp_path, monkeypatch)
+    cp = f"{PAIR_TX.txid[::-1].hex()}:0"
+    dx.channels.channels[b"\x07" * 32].channel.commitments.params.remote.htlc_minimum_msat = 1
+    changed, refused = await x.update_policy(
+        None, lambda p: replace_fields(p, fee_base_msat=5000, max_htlc_msat=CAPACITY * 1000 + 1))
+    assert changed == [] and cp in refused
+    assert x.policies.default.fee_base_msat == 5000
+    assert x.policies.policy(cp) == ForwardingPolicy()
+    assert GraphStore(tmp_path / "x" / "graph.sqlite").policies().policy(cp) == ForwardingPolicy()
