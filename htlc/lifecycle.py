@@ -429,7 +429,8 @@ class PaymentLifecycle:
         where = "us" if source_index == 0 else hops[source_index - 1].node_id.hex()[:16] if source_index <= len(
             hops) else f"hop {source_index}"
         s.last_error = f"{name} at {where}" + (f": {message}" if message else "")
-        applied = update is not None and self._apply_update(update)
+        erring_node = hops[source_index - 1].node_id if 0 < source_index <= len(hops) else None
+        applied = update is not None and erring_node is not None and self._apply_update(update, erring_node)
         if code == UNREADABLE_FAILURE or not 0 <= source_index <= len(hops):
             for hop in hops[:-1]:  # somebody on the route garbled it: avoid its forwarding nodes for a while
                 self.scorer.node_failed(hop.node_id, now)
@@ -458,10 +459,13 @@ class PaymentLifecycle:
         elif not applied or code == FailureCode.TEMPORARY_CHANNEL_FAILURE:
             s.excluded.add((nxt.short_channel_id, channel_direction(erring, nxt.node_id)))
 
-    def _apply_update(self, u: ChannelPolicyUpdate) -> bool:
-        """Apply a failure's channel_update to the graph: False when it is unknown or not newer (BOLT 7)."""
+    def _apply_update(self, u: ChannelPolicyUpdate, erring_node: bytes) -> bool:
+        """Apply a failure's channel_update to the graph: False when it is unknown, not newer (BOLT 7), or
+        for a channel direction that is not the erring node's (it signed the update: its own channels only)."""
         for policy in self.graph.policies(u.short_channel_id):
             if policy.direction == u.direction:
+                if policy.source != erring_node:
+                    return False
                 return self.graph.update_policy(
                     u.short_channel_id, policy.source, fee_base_msat=u.fee_base_msat,
                     fee_proportional_millionths=u.fee_proportional_millionths,

@@ -265,6 +265,19 @@ def test_channel_update_in_a_failure_is_applied_and_retried() -> None:
     assert path(retry) != "BCDE" or hop_c.fee_msat >= 5000
 
 
+def test_a_failure_cannot_change_the_policy_of_another_nodes_channel() -> None:
+    """C's error carries an update (signed by C) for D's direction of D–E: not C's to change, ignored."""
+    g = network()
+    lc = lifecycle(intent(), g)
+    [s] = shards(lc.step(T0, HEIGHT, FIRST))
+    assert path(s) == "BCDE"
+    update = ChannelPolicyUpdate(4, channel_direction(D, E), 100, fee_base_msat=0, fee_proportional_millionths=0,
+                                 cltv_expiry_delta=40, htlc_minimum_msat=0, htlc_maximum_msat=1, disabled=True)
+    lc.shard_failed(s.shard_id, 2, FailureCode.FEE_INSUFFICIENT, T0 + 1, update)
+    policy = g.policy(4, D)
+    assert policy is not None and not policy.disabled and policy.last_update != 100
+
+
 def test_unreadable_failure_on_a_direct_route_is_final() -> None:
     g = ChannelGraph()
     lc = lifecycle(intent(destination=B), g)
