@@ -8,6 +8,7 @@ shows it: node1/node2 in BOLT 7 order, a direction's policy only once its
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from statistics import median
 from typing import TYPE_CHECKING, Any
@@ -234,8 +235,8 @@ class GraphLightningMixin(LightningServicer):
                 raise invalid("unknown scope: global or chan_point is required")
             if request.fee_rate and request.fee_rate_ppm:
                 raise invalid("fee_rate and fee_rate_ppm are mutually exclusive")
-            if request.fee_rate < 0:
-                raise invalid("fee rate must not be negative")
+            if not math.isfinite(request.fee_rate) or request.fee_rate < 0:
+                raise invalid("fee rate must be a non-negative number")
             ppm = request.fee_rate_ppm if request.fee_rate_ppm else round(request.fee_rate * 1_000_000)
             if request.fee_rate and ppm < 1:
                 raise invalid(f"fee rate of {request.fee_rate} is too small, min fee rate is 1e-06")

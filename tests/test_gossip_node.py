@@ -394,3 +394,24 @@ async def test_a_channel_refused_by_a_global_policy_update_keeps_its_policy(
     assert x.policies.default.fee_base_msat == 5000
     assert x.policies.policy(cp) == ForwardingPolicy()
     assert GraphStore(tmp_path / "x" / "graph.sqlite").policies().policy(cp) == ForwardingPolicy()
+
+
+@pytest.mark.parametrize("rate", [float("nan"), float("inf"), -0.5])
+def test_update_channel_policy_refuses_a_fee_rate_that_is_not_a_number(rate: float) -> None:
+    """A NaN or infinite fee_rate is INVALID_ARGUMENT, not an exception out of round() (UNKNOWN)."""
+    import grpc
+    import trio
+
+    from channels.service import LnRpcError
+    from htlc.graph_service import GraphLightningMixin
+    from proto import lightning_pb2 as ln
+
+    class Servicer(GraphLightningMixin):
+        def run(self, context: Any, fn: Any) -> Any:
+            try:
+                return trio.run(fn)
+            except LnRpcError as e:
+                return e
+
+    answer = Servicer(SimpleNamespace()).UpdateChannelPolicy(ln.PolicyUpdateRequest(fee_rate=rate, **{"global": True}), None)
+    assert isinstance(answer, LnRpcError) and answer.code is grpc.StatusCode.INVALID_ARGUMENT
