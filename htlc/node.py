@@ -168,7 +168,11 @@ class PaymentNode(ChannelNode):
         self._incoming_send.send_nowait((mc, htlc))
 
     async def _on_htlc_settled(self, mc: ManagedChannel, event: HtlcFulfilled | HtlcFailed) -> None:
-        upstream = self.forwarder.on_downstream_resolved(event, self.now())
+        try:
+            upstream = self.forwarder.on_downstream_resolved(event, self.now())
+        except ValueError as e:  # a peer failing an HTLC it already fulfilled: nothing to undo (inside the lock)
+            log.error("outcome of HTLC %d on %s: %s", event.htlc_id, mc.channel_id.hex(), e)
+            return
         if upstream is None:
             self.payer.htlc_resolved(mc, event)  # one of our own payments
             return
