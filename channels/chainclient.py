@@ -22,7 +22,7 @@ from base_chain.tx import OutPoint, Transaction
 from proto import chain_pb2 as pb
 from proto import chain_pb2_grpc as pb_grpc
 
-__all__ = ["ChainClient", "ChainUnavailable", "BroadcastRejected"]
+__all__ = ["forward_stream", "ChainClient", "ChainUnavailable", "BroadcastRejected"]
 
 log = logging.getLogger("canal.chainclient")
 T = TypeVar("T")
@@ -38,6 +38,32 @@ class BroadcastRejected(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+
+def forward_stream(call: Any, send: trio.MemorySendChannel[Any], token: trio.lowlevel.TrioToken, name: str) -> None:
+    """Read a gRPC server stream in a daemon thread, forwarding every item into ``send`` on the trio loop.
+
+    ``send`` is closed when the stream ends (cancelled, failed, or the loop gone), so the reader's
+    ``async for`` ends and it can register again.
+    """
+
+    def pump() -> None:
+        try:
+            for item in call:
+                trio.from_thread.run(send.send, item, trio_token=token)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.CANCELLED:
+                log.warning("%s stream ended: %s", name, e.details())
+        except (trio.RunFinishedError, trio.BrokenResourceError, trio.ClosedResourceError, trio.Cancelled):
+            pass
+        finally:
+            try:
+                trio.from_thread.run_sync(send.close, trio_token=token)
+            except trio.RunFinishedError:
+                pass
+
+    threading.Thread(target=pump, name=f"{name}-stream", daemon=True).start()
 
 
 class ChainClient:
@@ -116,22 +142,7 @@ class ChainClient:
         call = open_call()
         self._streams.append(call)
 
-        def pump() -> None:
-            try:
-                for item in call:
-                    trio.from_thread.run(send.send, item, trio_token=token)
-            except grpc.RpcError as e:
-                if e.code() != grpc.StatusCode.CANCELLED:
-                    log.warning("chain stream ended: %s", e.details())
-            except (trio.RunFinishedError, trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-            finally:
-                try:
-                    trio.from_thread.run_sync(send.close, trio_token=token)
-                except trio.RunFinishedError:
-                    pass
-
-        threading.Thread(target=pump, name="chain-stream", daemon=True).start()
+        forward_stream(call, send, token, "chain")
 
     def subscribe_blocks(self, send: trio.MemorySendChannel[Any], token: trio.lowlevel.TrioToken) -> None:
         self.stream(lambda: self.stub.SubscribeBlocks(pb.SubscribeBlocksRequest()), send, token)

@@ -17,7 +17,6 @@ read by a thread that hands its items to the trio loop.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ import trio
 from base_chain.address import address_to_script, script_to_address
 from base_chain.params import ChainParams, get_params
 from base_chain.tx import OutPoint, Transaction
-from channels.chainclient import BroadcastRejected, ChainClient, ChainUnavailable
+from channels.chainclient import BroadcastRejected, ChainClient, ChainUnavailable, forward_stream
 from proto import chain_pb2 as pb
 
 from .swap_types import Event, SpendObserved, SpendReorged, TxConfirmed, TxReorged
@@ -143,22 +142,7 @@ class ChainLink:
         call = await trio.to_thread.run_sync(open_call)
         self._calls.append(call)
 
-        def pump() -> None:
-            try:
-                for item in call:
-                    trio.from_thread.run(send.send, item, trio_token=token)
-            except grpc.RpcError as e:
-                if e.code() != grpc.StatusCode.CANCELLED:
-                    log.info("%s stream ended: %s", self.name, e.details())
-            except (trio.RunFinishedError, trio.BrokenResourceError, trio.ClosedResourceError, trio.Cancelled):
-                pass
-            finally:
-                try:
-                    trio.from_thread.run_sync(send.close, trio_token=token)
-                except trio.RunFinishedError:
-                    pass
-
-        threading.Thread(target=pump, name=f"{self.name}-stream", daemon=True).start()
+        forward_stream(call, send, token, self.name)
         try:
             async with recv:
                 async for item in recv:
