@@ -24,7 +24,7 @@ from typing import Any
 
 import grpc
 import pytest
-from daemons import ChainProcess, LightningProcess, wait_for
+from daemons import ChainProcess, LightningProcess, connect_nodes, fund_node, wait_for
 
 from proto import chain_pb2 as pb
 from proto import invoices_pb2 as inv_pb
@@ -33,17 +33,6 @@ from proto import lightning_pb2 as ln
 from proto import router_pb2 as router
 
 HTLC_SAT = 50_000
-
-
-def _fund(chain: ChainProcess, node: LightningProcess, sat: int) -> None:
-    addr = node.rpc.NewAddress(ln.NewAddressRequest()).address
-    chain.rpc.SendToAddress(pb.SendToAddressRequest(address=addr, amount_sat=sat, fee_rate_sat_vb=2))
-
-
-def _connect(a: LightningProcess, b: LightningProcess) -> None:
-    a.rpc.ConnectPeer(ln.ConnectPeerRequest(addr=ln.LightningAddress(
-        pubkey=b.pubkey, host=f"127.0.0.1:{b.info['listen_port']}")))
-    wait_for(lambda: any(p.pub_key == a.pubkey for p in b.rpc.ListPeers(ln.ListPeersRequest()).peers), 20, "peer")
 
 
 def _channel(node: LightningProcess, peer: LightningProcess) -> ln.Channel | None:
@@ -145,14 +134,14 @@ def line(tmp_path_factory: pytest.TempPathFactory):
             n.start()
         chain.generate(101)
         alice, carol, dave, erin = nodes
-        _fund(chain, alice, 100_000_000)
-        _fund(chain, carol, 100_000_000)
+        fund_node(chain, alice, 100_000_000)
+        fund_node(chain, carol, 100_000_000)
         chain.generate(1)
         for n in (alice, carol):
             wait_for(lambda n=n: _wallet(n).confirmed_balance > 0, 30, "funded")
-        _connect(alice, carol)
-        _connect(carol, dave)
-        _connect(carol, erin)
+        connect_nodes(alice, carol)
+        connect_nodes(carol, dave)
+        connect_nodes(carol, erin)
         alice.rpc.OpenChannelSync(ln.OpenChannelRequest(node_pubkey=bytes.fromhex(carol.pubkey),
                                                         local_funding_amount=1_000_000, sat_per_vbyte=2))
         for peer in (dave, erin):

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import trio
-from daemons import ChainProcess, LightningProcess, wait_for
+from daemons import ChainProcess, LightningProcess, connect_nodes, fund_node, wait_for
 
 from base_chain.crypto import PrivateKey, PublicKey
 from base_chain.params import get_params
@@ -27,17 +27,6 @@ from proto import chain_pb2 as pb
 from proto import lightning_pb2 as ln
 
 CAPACITY = 1_000_000
-
-
-def _fund(chain: ChainProcess, node: LightningProcess, sat: int) -> None:
-    addr = node.rpc.NewAddress(ln.NewAddressRequest()).address
-    chain.rpc.SendToAddress(pb.SendToAddressRequest(address=addr, amount_sat=sat, fee_rate_sat_vb=2))
-
-
-def _connect(a: LightningProcess, b: LightningProcess) -> None:
-    a.rpc.ConnectPeer(ln.ConnectPeerRequest(addr=ln.LightningAddress(
-        pubkey=b.pubkey, host=f"127.0.0.1:{b.info['listen_port']}")))
-    wait_for(lambda: any(p.pub_key == a.pubkey for p in b.rpc.ListPeers(ln.ListPeersRequest()).peers), 20, "peer")
 
 
 def _graph(node: LightningProcess) -> Any:
@@ -73,13 +62,13 @@ def line(tmp_path_factory: pytest.TempPathFactory):
         nodes += [LightningProcess(tmp / n, chain, alias=n).start() for n in ("alice", "bob", "carol")]
         chain.generate(101)
         alice, bob, carol = nodes
-        _fund(chain, alice, 10_000_000)
-        _fund(chain, bob, 10_000_000)
+        fund_node(chain, alice, 10_000_000)
+        fund_node(chain, bob, 10_000_000)
         chain.generate(1)
         for n in (alice, bob):
             wait_for(lambda n=n: n.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance > 0, 30, "funded")
-        _connect(alice, bob)
-        _connect(bob, carol)
+        connect_nodes(alice, bob)
+        connect_nodes(bob, carol)
         ab = alice.rpc.OpenChannelSync(ln.OpenChannelRequest(node_pubkey=bytes.fromhex(bob.pubkey),
                                                              local_funding_amount=CAPACITY, sat_per_vbyte=2))
         bc = bob.rpc.OpenChannelSync(ln.OpenChannelRequest(node_pubkey=bytes.fromhex(carol.pubkey),

@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 import pytest
-from daemons import ChainProcess, LightningProcess, wait_for
+from daemons import ChainProcess, LightningProcess, connect_nodes, wait_for
 
 from proto import chain_pb2 as pb
 from proto import lightning_pb2 as ln
@@ -33,12 +33,6 @@ MPP_TIMEOUT_S = 8  # long enough to SIGKILL and restart Q while a part is held
 
 def _router(node: LightningProcess) -> router_grpc.RouterStub:
     return router_grpc.RouterStub(node._channel)
-
-
-def _connect(a: LightningProcess, b: LightningProcess) -> None:
-    a.rpc.ConnectPeer(ln.ConnectPeerRequest(addr=ln.LightningAddress(
-        pubkey=b.pubkey, host=f"127.0.0.1:{b.info['listen_port']}")))
-    wait_for(lambda: any(p.pub_key == a.pubkey for p in b.rpc.ListPeers(ln.ListPeersRequest()).peers), 20, "peer")
 
 
 def _active(node: LightningProcess, count: int) -> bool:
@@ -80,7 +74,7 @@ def net(tmp_path_factory: pytest.TempPathFactory):
             wait_for(lambda node=node: node.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance > 0, 30,
                      "funded")
         for a, b in ((p, q), (p, m), (m, q)):
-            _connect(a, b)
+            connect_nodes(a, b)
             a.rpc.OpenChannelSync(ln.OpenChannelRequest(node_pubkey=bytes.fromhex(b.pubkey),
                                                         local_funding_amount=CHANNEL_SAT, sat_per_vbyte=2))
         chain.generate(3)

@@ -6,21 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from daemons import ChainProcess, LightningProcess, wait_for
-from proto import chain_pb2 as pb
+from daemons import ChainProcess, LightningProcess, connect_nodes, fund_node, wait_for
 from proto import lightning_pb2 as ln
 from proto import router_pb2 as router
-
-
-def _fund(chain: ChainProcess, node: LightningProcess, sat: int) -> None:
-    addr = node.rpc.NewAddress(ln.NewAddressRequest()).address
-    chain.rpc.SendToAddress(pb.SendToAddressRequest(address=addr, amount_sat=sat, fee_rate_sat_vb=2))
-
-
-def _connect(a: LightningProcess, b: LightningProcess) -> None:
-    a.rpc.ConnectPeer(ln.ConnectPeerRequest(addr=ln.LightningAddress(
-        pubkey=b.pubkey, host=f"127.0.0.1:{b.info['listen_port']}")))
-    wait_for(lambda: any(p.pub_key == a.pubkey for p in b.rpc.ListPeers(ln.ListPeersRequest()).peers), 20, "peer")
 
 
 def _pay(sender: LightningProcess, payment_request: str) -> ln.Payment:
@@ -39,13 +27,13 @@ def line(tmp_path: Path):
     try:
         chain.generate(101)
         alice, bob, carol = nodes
-        _fund(chain, alice, 100_000_000)
-        _fund(chain, bob, 100_000_000)
+        fund_node(chain, alice, 100_000_000)
+        fund_node(chain, bob, 100_000_000)
         chain.generate(1)
         for n in (alice, bob):
             wait_for(lambda n=n: n.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance > 0, 30, "funded")
-        _connect(alice, bob)
-        _connect(bob, carol)
+        connect_nodes(alice, bob)
+        connect_nodes(bob, carol)
         alice.rpc.OpenChannelSync(ln.OpenChannelRequest(node_pubkey=bytes.fromhex(bob.pubkey),
                                                         local_funding_amount=1_000_000, sat_per_vbyte=2))
         bob.rpc.OpenChannelSync(ln.OpenChannelRequest(node_pubkey=bytes.fromhex(carol.pubkey),

@@ -26,8 +26,7 @@ from typing import Any
 import grpc
 import pytest
 
-from daemons import ChainProcess, LightningProcess, in_parallel, wait_for
-from proto import chain_pb2 as pb
+from daemons import ChainProcess, LightningProcess, connect_nodes, fund_node, in_parallel, wait_for
 from proto import invoices_pb2 as inv_pb
 from proto import invoices_pb2_grpc as inv_grpc
 from proto import lightning_pb2 as ln
@@ -39,19 +38,8 @@ MIDDLE = 1_000_000  # sat: B–C, C–D, B–F, F–D
 F_BASE_FEE_MSAT = 5_000
 
 
-def _fund(chain: ChainProcess, node: LightningProcess, sat: int) -> None:
-    addr = node.rpc.NewAddress(ln.NewAddressRequest()).address
-    chain.rpc.SendToAddress(pb.SendToAddressRequest(address=addr, amount_sat=sat, fee_rate_sat_vb=2))
-
-
-def _connect(a: LightningProcess, b: LightningProcess) -> None:
-    a.rpc.ConnectPeer(ln.ConnectPeerRequest(addr=ln.LightningAddress(
-        pubkey=b.pubkey, host=f"127.0.0.1:{b.info['listen_port']}")))
-    wait_for(lambda: any(p.pub_key == a.pubkey for p in b.rpc.ListPeers(ln.ListPeersRequest()).peers), 20, "peer")
-
-
 def _open(a: LightningProcess, b: LightningProcess, sat: int) -> None:
-    _connect(a, b)
+    connect_nodes(a, b)
     a.rpc.OpenChannelSync(ln.OpenChannelRequest(node_pubkey=bytes.fromhex(b.pubkey), local_funding_amount=sat,
                                                 sat_per_vbyte=2))
 
@@ -104,7 +92,7 @@ def net(tmp_path_factory: pytest.TempPathFactory):
         a, b, c, d, e, f = nodes
         chain.generate(101)
         for n in (a, b, c, d, f):
-            _fund(chain, n, 5_000_000)
+            fund_node(chain, n, 5_000_000)
         chain.generate(1)
         for n in (a, b, c, d, f):
             wait_for(lambda n=n: n.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance > 0, 30, "funded")

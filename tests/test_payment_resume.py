@@ -30,7 +30,7 @@ from typing import Any
 import grpc
 import pytest
 
-from daemons import ChainProcess, LightningProcess, wait_for
+from daemons import ChainProcess, LightningProcess, fund_node, wait_for
 from htlc.failure import FailureCode
 from htlc.graph import channel_direction
 from htlc.invoice import RouteHintHop
@@ -38,7 +38,6 @@ from htlc.lifecycle import ChannelPolicyUpdate, Finished, PaymentIntent, Payment
 from htlc.payments import _SCHEMA, UNREADABLE_FAILURE, Attempt, AttemptFailure, PaymentStore
 from htlc.scoring import Scorer
 from htlc.send import stored_route
-from proto import chain_pb2 as pb
 from proto import lightning_pb2 as ln
 from proto import router_pb2 as router
 from test_payment_lifecycle import A, B, C, D, FIRST, HASH, HEIGHT, NAMES, SECRET, T0, intent, network
@@ -209,11 +208,6 @@ def test_an_attempt_that_never_left_excludes_nothing_and_a_settled_one_wins(tmp_
 C_BASE_FEE_MSAT = 5_000
 
 
-def _fund(chain: ChainProcess, node: LightningProcess, sat: int) -> None:
-    addr = node.rpc.NewAddress(ln.NewAddressRequest()).address
-    chain.rpc.SendToAddress(pb.SendToAddressRequest(address=addr, amount_sat=sat, fee_rate_sat_vb=2))
-
-
 def _open(a: LightningProcess, b: LightningProcess, sat: int, push: int = 0) -> None:
     a.rpc.ConnectPeer(ln.ConnectPeerRequest(addr=ln.LightningAddress(
         pubkey=b.pubkey, host=f"127.0.0.1:{b.info['listen_port']}")))
@@ -257,7 +251,7 @@ def diamond(tmp_path_factory: pytest.TempPathFactory):
         a, b, c, d = nodes
         chain.generate(101)
         for n in (a, b, c):
-            _fund(chain, n, 5_000_000)
+            fund_node(chain, n, 5_000_000)
         chain.generate(1)
         for n in (a, b, c):
             wait_for(lambda n=n: n.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance > 0, 30, "funded")
