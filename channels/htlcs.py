@@ -299,6 +299,21 @@ class Commitments:
             and self.remote_commit.spec.find(_OFFERED, h.add.id) is not None
         ]
 
+    def sendable_msat(self) -> int:
+        """The largest HTLC :meth:`send_add` would take now: our balance in the peer's next commitment
+        (HTLCs we proposed but did not sign yet counted) less the reserve and, when we fund the channel, the
+        commitment fee with one more HTLC at the fee spike multiple of the feerate (BOLT 2's buffer)."""
+        p = self.params
+        view = self._remote_view()
+        need = p.remote.channel_reserve_sat * 1000
+        if p.is_funder:
+            fee = commit_tx_fee_msat(view, p.remote.dust_limit_sat, self._channel_type, extra_htlcs=1)
+            buffer = commit_tx_fee_msat(view, p.remote.dust_limit_sat, self._channel_type,
+                                        feerate=view.feerate_per_kw * _FEE_SPIKE_MULTIPLE,
+                                        extra_htlcs=2)  # the new HTLC and one more, as send_add counts them
+            need += max(fee, buffer)
+        return max(view.to_remote_msat - need, 0)
+
     # --- our updates (raise ChannelError) ------------------------------------------------
 
     def send_add(

@@ -13,9 +13,7 @@ from base_chain.hashes import sha256
 from base_chain.rpc.tls import write_atomic
 from channels.effects import ChannelError, Effect, HtlcFailed, HtlcFulfilled
 from channels.manager import ManagedChannel
-from channels.htlcs import Commitments
 from channels.messages import UpdateAddHtlc
-from channels.specs import commit_tx_fee_msat, reduce
 from channels.state import Channel, ChannelState
 from channels.transactions import HtlcDirection
 
@@ -67,7 +65,6 @@ __all__ = [
     "failure_reason_for",
     "final_hop_payload",
     "htlc_pending",
-    "sendable_msat",
     "stored_route",
 ]
 
@@ -176,21 +173,6 @@ def decode_htlc_failure(attempt: Attempt, event: HtlcFailed) -> AttemptFailure:
     except FailureDecodeError as e:
         return AttemptFailure(UNREADABLE_FAILURE, 0 if e.hop_index is None else e.hop_index + 1, e.reason)
     return attempt_failure(message, index + 1)
-
-
-def sendable_msat(c: Commitments) -> int:
-    """The largest HTLC the channel would take from us now: as ``add_htlc`` checks it, our balance in the
-    peer's next commitment (HTLCs we proposed but did not sign yet counted) less the reserve and, when we
-    fund the channel, the commitment fee with one more HTLC at twice the feerate (BOLT 2's fee spike buffer)."""
-    view = reduce(c.latest_remote_spec(), c.remote_changes.acked, list(c.local_changes.proposed))
-    need = c.params.remote.channel_reserve_sat * 1000
-    if c.params.is_funder:
-        kind = c.params.channel_type
-        fee = commit_tx_fee_msat(view, c.params.remote.dust_limit_sat, kind, extra_htlcs=1)
-        buffer = commit_tx_fee_msat(view, c.params.remote.dust_limit_sat, kind, feerate=view.feerate_per_kw * 2,
-                                    extra_htlcs=2)  # the new HTLC and one more, as add_htlc counts them
-        need += max(fee, buffer)
-    return max(view.to_remote_msat - need, 0)
 
 
 def htlc_pending(channel: Channel, htlc_id: int) -> bool:
@@ -319,7 +301,7 @@ class Payer:
             if mc.channel.state is not ChannelState.NORMAL or c is None or not scid or mc.peer.hex() not in \
                     self.node.peers:
                 continue
-            spendable = sendable_msat(c)
+            spendable = c.sendable_msat()
             hops.append(pathfind.FirstHop(mc.peer, scid, c.params.funding_sat * 1000, spendable))
             by_scid[scid] = mc
         return hops, by_scid

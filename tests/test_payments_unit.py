@@ -472,16 +472,15 @@ def test_failure_channel_update_is_taken_only_from_its_signer() -> None:
 
 def test_sendable_msat_is_exactly_what_the_channel_takes() -> None:
     from channels.effects import ChannelError
-    from htlc.send import sendable_msat
     from test_channel_state import ONION, Pair, payment_hash
 
     pair = Pair()
     a = pair.a.channel
-    room = sendable_msat(a._c)
+    room = a._c.sendable_msat()
     assert 0 < room < a.local_balance_msat
     with pytest.raises(ChannelError, match="insufficient balance"):
         a.add_htlc(room + 1, payment_hash(1), 500, ONION)
     a.add_htlc(room, payment_hash(1), 500, ONION)  # proposed, not signed yet: counted already
-    assert sendable_msat(a._c) == 0
+    assert a._c.sendable_msat() == 0
     b = pair.b.channel  # the fundee pays no commitment fee: its balance less the reserve
-    assert sendable_msat(b._c) == b.local_balance_msat - b._c.params.remote.channel_reserve_sat * 1000
+    assert b._c.sendable_msat() == b.local_balance_msat - b._c.params.remote.channel_reserve_sat * 1000
