@@ -36,27 +36,44 @@ def _install(directory: str) -> None:
         counts["verify"] += 1
         return verify(self, r, s, msg32, der)
 
-    def counted_open_db(path: Any) -> sqlite3.Connection:
-        conn = open_db(path)
+    class CountedConnection:
+        """Counts statements and durable commits as they are executed.
 
-        first_write: list[str] = []
+        (Not sqlite's trace callback: that expands every bound blob into SQL text,
+        which costs the daemons more than the writes themselves.)
+        """
 
-        def trace(sql: str) -> None:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self._conn = conn
+            self._first_write = ""
+
+        def _count(self, sql: str) -> None:
             counts["statements"] += 1
-            text = " ".join(sql.split())
+            text = sql.lstrip()[:64]
             word = text[:7].upper()
             is_write = word.startswith(("INSERT", "UPDATE", "DELETE", "REPLACE"))
-            if is_write and not first_write:
-                first_write.append(text[:48])
-            if word.startswith("COMMIT") or (is_write and not conn.in_transaction):
+            if is_write and not self._first_write:
+                self._first_write = " ".join(text.split())[:48]
+            if word.startswith("COMMIT") or (is_write and not self._conn.in_transaction):
                 counts["commits"] += 1
-                what = "commit: " + (first_write[0] if first_write else "(no write)")
+                what = "commit: " + (self._first_write or "(no write)")
                 by_statement[what] = by_statement.get(what, 0) + 1
-            if word.startswith(("COMMIT", "ROLLBACK")) or (is_write and not conn.in_transaction):
-                first_write.clear()
+            if word.startswith(("COMMIT", "ROLLBACK")) or (is_write and not self._conn.in_transaction):
+                self._first_write = ""
 
-        conn.set_trace_callback(trace)
-        return conn
+        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+            self._count(sql)
+            return self._conn.execute(sql, *args)
+
+        def executemany(self, sql: str, *args: Any) -> sqlite3.Cursor:
+            self._count(sql)
+            return self._conn.executemany(sql, *args)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._conn, name)
+
+    def counted_open_db(path: Any) -> Any:
+        return CountedConnection(open_db(path))
 
     crypto.PrivateKey.sign = counted_sign  # type: ignore[method-assign]
     crypto.PublicKey.verify = counted_verify  # type: ignore[method-assign]
