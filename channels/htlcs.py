@@ -109,6 +109,7 @@ MAX_CLTV_EXPIRY = 500_000_000
 _OFFERED = HtlcDirection.OFFERED
 _RECEIVED = HtlcDirection.RECEIVED
 _FEE_SPIKE_MULTIPLE = 2  # BOLT 2's recommended "fee spike buffer": twice the feerate
+_PROBE_ONION = bytes(1366)  # add_refusal's stand-in onion (the checks do not read it)
 
 
 # --- commitments ------------------------------------------------------------------------
@@ -324,11 +325,8 @@ class Commitments:
         onion: bytes,
         path_key: PublicKey | None = None,
     ) -> UpdateAddHtlc:
-        p = self.params
         if amount_msat <= 0:
             raise ChannelError("HTLC amount must be positive")
-        if amount_msat < p.remote.htlc_minimum_msat:
-            raise ChannelError(f"{amount_msat} msat is below the peer's htlc_minimum_msat {p.remote.htlc_minimum_msat}")
         if not 0 <= cltv_expiry < MAX_CLTV_EXPIRY:
             raise ChannelError(f"cltv_expiry {cltv_expiry} must be a block height below {MAX_CLTV_EXPIRY}")
         try:
@@ -337,6 +335,31 @@ class Commitments:
             )
         except ValueError as e:
             raise ChannelError(str(e)) from None
+        self._check_add(add)
+        self.local_changes.proposed.append(add)
+        self.local_next_htlc_id += 1
+        return add
+
+    def add_refusal(self, amount_msat: int) -> str | None:
+        """Why :meth:`send_add` would refuse an HTLC of ``amount_msat`` now (its exact checks: minimum, slots,
+        in flight, dust exposure, reserve and fees); None when it would take it. For the forwarder."""
+        if amount_msat <= 0:
+            return "HTLC amount must be positive"
+        try:
+            self._check_add(UpdateAddHtlc(self.channel_id, self.local_next_htlc_id, amount_msat, bytes(32), 0,
+                                          _PROBE_ONION))
+        except ChannelError as e:
+            return e.reason
+        except ValueError as e:  # not a u64
+            return str(e)
+        return None
+
+    def _check_add(self, add: UpdateAddHtlc) -> None:
+        """send_add's checks of ``add`` against the peer's limits and our balance (ChannelError)."""
+        p = self.params
+        amount_msat = add.amount_msat
+        if amount_msat < p.remote.htlc_minimum_msat:
+            raise ChannelError(f"{amount_msat} msat is below the peer's htlc_minimum_msat {p.remote.htlc_minimum_msat}")
         reduced = self._remote_view(add)  # the peer's commitment: our HTLCs are RECEIVED there
         ours = [h for h in reduced.htlcs if h.direction is _RECEIVED]
         if len(ours) > p.remote.max_accepted_htlcs:
@@ -371,9 +394,6 @@ class Commitments:
             )
         if not p.is_funder and reduced.to_local_msat < fee:
             raise ChannelError("the peer (funder) could not pay the commitment fee with another HTLC")
-        self.local_changes.proposed.append(add)
-        self.local_next_htlc_id += 1
-        return add
 
     def _incoming_for_removal(self, htlc_id: int) -> Htlc:
         h = self.local_commit.spec.find(_RECEIVED, htlc_id)

@@ -42,7 +42,9 @@ Checks, in this order (the first that fails names the failure):
    or ``outgoing_cltv_value <= height + outgoing_cltv_reject_delta`` ->
    ``expiry_too_soon``;
 9. ``outgoing_cltv_value > height + max_htlc_cltv`` (2016) -> ``expiry_too_far``;
-10. no active channel to the peer with the balance -> ``temporary_channel_failure``.
+10. no active channel to the peer can take the HTLC now (balance, reserve,
+    commitment fee, the peer's slot and in-flight limits, dust exposure:
+    :meth:`OutgoingChannel.refusal`) -> ``temporary_channel_failure``.
 
 Non-strict forwarding (BOLT 4): the fee and CLTV rules are those of the
 channel the onion names, but the HTLC goes over whichever active channel to
@@ -74,8 +76,8 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from base_chain.crypto import PrivateKey
@@ -173,8 +175,11 @@ class OutgoingChannel:
 
     ``is_active``: NORMAL, not shutting down, peer connected (it can take an
     ``update_add_htlc`` now). ``available_msat``: what we can still offer on it
-    (our balance less reserve, fees and in-flight HTLCs). ``channel_update``:
-    the raw ``channel_update`` for failures that carry one (may be empty).
+    (our balance less reserve, fees and in-flight HTLCs). ``add_refusal``: when
+    given, the channel's exact check of an HTLC of that amount (why it would
+    refuse it, None if it would take it: ``Commitments.add_refusal``), which
+    then decides instead of ``available_msat``. ``channel_update``: the raw
+    ``channel_update`` for failures that carry one (may be empty).
     """
 
     short_channel_id: int
@@ -184,10 +189,17 @@ class OutgoingChannel:
     available_msat: int
     policy: ChannelPolicy
     channel_update: bytes = b""
+    add_refusal: Callable[[int], str | None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.channel_update) > _U16:
             raise ValueError("channel_update longer than 65535 bytes")
+
+    def refusal(self, amount_msat: int) -> str | None:
+        """Why this channel cannot take an HTLC of ``amount_msat`` now; None when it can."""
+        if self.add_refusal is not None:
+            return self.add_refusal(amount_msat)
+        return None if amount_msat <= self.available_msat else f"only {self.available_msat} msat available"
 
 
 def peel_onion(node_key: PrivateKey, htlc: IncomingHtlc) -> ProcessedOnion | OnionError:
@@ -580,10 +592,11 @@ class Forwarder:
         candidates = ([requested] if requested.is_active else []) + sorted(
             (c for c in siblings if c.policy.htlc_minimum_msat <= amt <= c.policy.htlc_maximum_msat),
             key=lambda c: -c.available_msat)
-        chosen = next((c for c in candidates if c.available_msat >= amt), None)
+        chosen = next((c for c in candidates if c.refusal(amt) is None), None)
         if chosen is None:
+            why = requested.refusal(amt) if requested.is_active else "inactive"
             return fail(FailureMessage(FailureCode.TEMPORARY_CHANNEL_FAILURE, channel_update=upd),
-                        f"no channel to the peer of {_scid(scid)} can carry {amt} msat")
+                        f"no channel to the peer of {_scid(scid)} can carry {amt} msat ({_scid(scid)}: {why})")
 
         assert processed.next_onion is not None
         incoming_scid = next((c.short_channel_id for c in view if c.channel_id == htlc.channel_id), 0)

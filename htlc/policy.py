@@ -130,21 +130,31 @@ def _usable(mc: ManagedChannel) -> bool:
 
 def outgoing_channels(channels: list[ManagedChannel], online: set[str], policies: PolicyBook | None = None,
                       channel_update: Callable[[int], bytes] | None = None) -> list[OutgoingChannel]:
-    """Our channels as the forwarder sees them: policy, liveness, what we can still send, our channel_update."""
+    """Our channels as the forwarder sees them: policy, liveness, what we can still send, our channel_update.
+
+    What a channel can take is the channel's own check (``Commitments.add_refusal``, the one ``send_add``
+    applies: reserve, commitment fee with the new HTLC and the fee spike buffer, anchors, the peer's
+    ``max_accepted_htlcs`` and ``max_htlc_value_in_flight_msat``, dust exposure), so the forwarder refuses
+    up front with ``temporary_channel_failure`` what the channel would refuse. A channel shutting down is
+    inactive (it takes no new HTLC), as is one whose link is not re-established.
+    """
     book = policies or PolicyBook()
     out = []
     for mc in channels:
         if not _usable(mc):
             continue
-        c = mc.channel.commitments
-        assert c is not None and mc.channel.short_channel_id is not None
-        reserve_msat = c.params.remote.channel_reserve_sat * 1000
-        scid = mc.channel.short_channel_id
+        ch = mc.channel
+        c = ch.commitments
+        assert c is not None and ch.short_channel_id is not None
+        scid = ch.short_channel_id
+        closing = ch.local_shutdown_script is not None or ch.remote_shutdown_script is not None
+        linked = ch.connected and not ch.awaiting_reestablish  # else Channel.add_htlc refuses
         out.append(OutgoingChannel(
             short_channel_id=scid, channel_id=mc.channel_id, node_id=mc.peer,
-            is_active=mc.peer.hex() in online, available_msat=max(mc.channel.local_balance_msat - reserve_msat, 0),
+            is_active=mc.peer.hex() in online and linked and not closing, available_msat=c.sendable_msat(),
             policy=book.policy(channel_point_of(mc)).for_capacity(c.params.funding_sat),
             channel_update=b"" if channel_update is None else channel_update(scid),
+            add_refusal=c.add_refusal,
         ))
     return out
 
