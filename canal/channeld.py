@@ -33,6 +33,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="first start only: restore the node (wallet, node id, channel keys) from this seed")
     ap.add_argument("--mpp-timeout", type=float, default=120.0, metavar="SECONDS",
                     help="fail an incomplete multi-part payment's parts with mpp_timeout after this long (lnd: 120)")
+    ap.add_argument("--chan-disable-timeout", default="20m", metavar="DURATION",
+                    help="announce a public channel disabled once its peer has been away this long (lnd: 20m)")
+    ap.add_argument("--chan-enable-timeout", default="19m", metavar="DURATION",
+                    help="announce it enabled again once the peer has been back this long (lnd: 19m)")
+    ap.add_argument("--chan-status-sample-interval", default="1m", metavar="DURATION",
+                    help="how often channel statuses are checked (lnd: 1m)")
+    ap.add_argument("--default-remote-max-htlcs", type=int, default=30, metavar="N",
+                    help="HTLCs the peer of a new channel may have pending on our commitment (1..483; lnd's flag)")
     ap.add_argument("--debug", action="store_true")
     ns = ap.parse_args(argv)
     setup_logging(ns.datadir, "canal.channeld", ns.debug)
@@ -52,6 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.mpp_timeout <= 0:
         ap.error("--mpp-timeout must be positive")
     node.mpp_timeout_s = ns.mpp_timeout
+    if not 1 <= ns.default_remote_max_htlcs <= 483:
+        ap.error("--default-remote-max-htlcs must be between 1 and 483 (BOLT 2)")
+    node.channels.max_accepted_htlcs = ns.default_remote_max_htlcs
+    from htlc.chan_status import ChanStatusConfig, ChanStatusError, parse_duration
+
+    try:
+        node.chan_status = ChanStatusConfig(parse_duration(ns.chan_disable_timeout), parse_duration(
+            ns.chan_enable_timeout), parse_duration(ns.chan_status_sample_interval))
+    except (ValueError, ChanStatusError) as e:
+        ap.error(str(e))
     try:
         trio.run(node.run)
     except (OSError, RuntimeError) as e:

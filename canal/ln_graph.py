@@ -1,5 +1,5 @@
-"""`canal ln` graph commands: describegraph, getchaninfo, getnodeinfo, getnetworkinfo, updatechanpolicy
-(lncli's names, flags and JSON output)."""
+"""`canal ln` graph commands: describegraph, getchaninfo, getnodeinfo, getnetworkinfo, updatechanpolicy,
+updatechanstatus (lncli's names, flags and JSON output)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import argparse
 from typing import Any
 
 from proto import lightning_pb2 as ln
+from proto import router_pb2 as router_pb
 
 from .ln_cli import Command
-from .ln_payments import to_lncli_json
+from .ln_payments import _router, to_lncli_json
 
 __all__ = ["GRAPH_COMMANDS"]
 
@@ -95,6 +96,44 @@ def _updatechanpolicy_run(stub: Any, a: argparse.Namespace) -> Any:
     return to_lncli_json(stub.UpdateChannelPolicy(req))
 
 
+def _updatechanstatus(p: argparse.ArgumentParser) -> None:
+    p.add_argument("positional", nargs="*", metavar="funding_txid [output_index] action")
+    p.add_argument("--funding_txid", default="", help="the txid of the channel's funding transaction")
+    p.add_argument("--output_index", type=int, help="the output index for the funding output of the funding transaction")
+    p.add_argument("--chan_point", default="", help="the channel whose status should be updated (txid:output_index)")
+    p.add_argument("--action", default="", help='the action to take: must be one of "enable", "disable", or "auto"')
+
+
+_ACTIONS = {"enable": router_pb.ENABLE, "disable": router_pb.DISABLE, "auto": router_pb.AUTO}
+
+
+def _updatechanstatus_run(stub: Any, a: argparse.Namespace) -> Any:
+    pos = list(a.positional)
+    if a.chan_point:
+        txid, sep, index = a.chan_point.partition(":")
+        if not sep or not index.isdigit():
+            raise SystemExit("[lncli] expecting chan_point to be in format of: txid:index")
+        output_index = int(index)
+    else:
+        txid = a.funding_txid or (pos.pop(0) if pos else "")
+        if not txid:
+            raise SystemExit("[lncli] funding txid argument missing")
+        if a.output_index is not None:
+            output_index = a.output_index
+        elif pos and pos[0].isdigit():
+            output_index = int(pos.pop(0))
+        else:
+            output_index = 0
+    action = a.action or (pos.pop(0) if pos else "")
+    if action not in _ACTIONS:
+        raise SystemExit('[lncli] action must be one of "enable", "disable", or "auto"')
+    req = router_pb.UpdateChanStatusRequest(chan_point=ln.ChannelPoint(funding_txid_str=txid, output_index=output_index),
+                                            action=_ACTIONS[action])
+    channel, router = _router(a)
+    with channel:
+        return to_lncli_json(router.UpdateChanStatus(req))
+
+
 GRAPH_COMMANDS: list[Command] = [
     Command("describegraph", "Describe the network graph.", _describegraph,
             lambda s, a: to_lncli_json(s.DescribeGraph(ln.ChannelGraphRequest(
@@ -105,4 +144,6 @@ GRAPH_COMMANDS: list[Command] = [
             lambda p: None, lambda s, a: to_lncli_json(s.GetNetworkInfo(ln.NetworkInfoRequest()))),
     Command("updatechanpolicy", "Update the channel policy for all channels, or a single channel.",
             _updatechanpolicy, _updatechanpolicy_run),
+    Command("updatechanstatus", "Set the status of an existing channel on the network.",
+            _updatechanstatus, _updatechanstatus_run),
 ]

@@ -28,6 +28,16 @@ It registers on the daemon's hooks and drives the sans-IO store:
 
 ``UpdateChannelPolicy`` calls :meth:`GossipNode.update_policy`: the forwarder
 reads the same :attr:`policies`, and a new ``channel_update`` is gossiped.
+
+Channel status (lnd's channel status manager, :mod:`htlc.chan_status`): peers
+going up and down are fed to :attr:`GossipNode.status`; every sample interval it
+is ticked with the clock and the channels it names get a fresh ``channel_update``
+with the ``disable`` bit set or cleared. ``UpdateChanStatus`` calls
+:meth:`GossipNode.update_chan_status`; a manual disable is kept in ``graph.sqlite``.
+
+We advertise ``gossip_queries_ex`` (BOLT 9 bits 10/11) in ``init`` and in our
+``node_announcement``: with a peer that has it too, our ``query_channel_range``
+asks for timestamps and checksums, and only what is newer there is queried.
 """
 
 from __future__ import annotations
@@ -68,6 +78,7 @@ from .gossip import (
     sign_channel_update,
     sign_node_announcement,
 )
+from .chan_status import Announce, ChanStatusAction, ChanStatusConfig, ChanStatusManager
 from .gossip_queries import GossipTimestampFilter
 from .gossip_sync import GossipResult, GossipStore
 from .graph import ChannelGraph, format_short_channel_id, short_channel_id_parts
@@ -115,8 +126,11 @@ def _timestamp(msg: Message) -> int | None:
 class GossipNode:
     """BOLT 7 gossip for one node (see the module docstring)."""
 
-    def __init__(self, node: ChannelNode, graph: ChannelGraph, trickle_s: float = DEFAULT_TRICKLE_S) -> None:
+    def __init__(self, node: ChannelNode, graph: ChannelGraph, trickle_s: float = DEFAULT_TRICKLE_S,
+                 status: ChanStatusConfig | None = None) -> None:
         self.node = node
+        # The gossip layer is what implements the extended queries: say so in init and node_announcement.
+        node.features = node.features.set_optional(Feature.gossip_queries_ex)
         self.chain_hash = node.params.genesis_hash
         self.trickle_s = trickle_s
         self.db = GraphStore(node.datadir / "graph.sqlite")
@@ -128,6 +142,8 @@ class GossipNode:
         self.funding: dict[int, OutPoint] = self.db.fundings()
         self._by_outpoint = {op: scid for scid, op in self.funding.items()}
         self.policies: PolicyBook = self.db.policies()
+        self.status = ChanStatusManager(status)
+        self._manually_disabled = self.db.manually_disabled()
         self._queue: list[tuple[Message, str | None]] = []
         self._filters: dict[str, GossipTimestampFilter] = {}
         self._sigs_sent: set[tuple[str, bytes]] = set()
@@ -152,9 +168,17 @@ class GossipNode:
     async def run(self) -> None:
         """The staggered broadcast (runs until the node stops); announces what the chain allows at start."""
         await self._announce_channels(self.node.tip_height)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._status_ticks)
+            while True:
+                await trio.sleep(self.trickle_s)
+                await self.flush()
+
+    async def _status_ticks(self) -> None:
         while True:
-            await trio.sleep(self.trickle_s)
-            await self.flush()
+            await trio.sleep(self.status.config.sample_interval_s)
+            async with self._lock:
+                await self._announce_status(self.status.tick(self.node.clock()), "detected")
 
     # --- peers' messages ------------------------------------------------------------------------------------
 
@@ -286,6 +310,7 @@ class GossipNode:
 
     async def on_peer(self, peer: PeerState, connected: bool) -> None:
         key = peer.pubkey_hex
+        self.status.peer_changed(key, connected, self.node.clock())
         if not connected:
             self._filters.pop(key, None)
             self._queries.pop(key, None)
@@ -344,7 +369,10 @@ class GossipNode:
 
     async def _announce_channels(self, height: int) -> None:
         """Announce what is deep enough: signatures to the peer, and with theirs the announcement itself."""
-        for mc in self._public_ready(height):
+        ready = self._public_ready(height)
+        for cp in set(self.status.channel_points()) - {channel_point_of(mc) for mc in ready}:
+            self.status.forget(cp)  # closing or closed: no more status updates
+        for mc in ready:
             scid = mc.channel.short_channel_id
             assert scid is not None
             if scid not in self.store:
@@ -360,8 +388,10 @@ class GossipNode:
                     self._sigs_sent.add((mc.peer.hex(), mc.channel_id))
                 except PeerLinkError as e:
                     log.info("announcement_signatures to %s failed: %s", mc.peer.hex()[:16], e.reason)
-            if scid in self.store and not self._update_current(mc):
-                await self.send_channel_update(mc)  # first one, or a policy change a crash kept from going out
+            if scid in self.store:
+                self._track(mc)
+                if not self._update_current(mc):
+                    await self.send_channel_update(mc)  # first one, or a policy change a crash kept from going out
         if not self._node_announced and self.node.listen_port and any(
                 s in self.store for s in (mc.channel.short_channel_id for mc in self._public_ready(height))):
             await self._announce_node()
@@ -417,7 +447,8 @@ class GossipNode:
         return (u.fee_base_msat, u.fee_proportional_millionths, u.cltv_expiry_delta, u.htlc_minimum_msat,
                 u.htlc_maximum_msat, u.disabled) == (view.fee_base_msat, view.fee_proportional_millionths,
                                                      view.cltv_expiry_delta, view.htlc_minimum_msat,
-                                                     view.htlc_maximum_msat, False)
+                                                     view.htlc_maximum_msat,
+                                                     self.status.announced_disabled(channel_point_of(mc)))
 
     def _our_update(self, mc: ManagedChannel, policy: ForwardingPolicy) -> ChannelUpdate:
         c = mc.channel.commitments
@@ -427,10 +458,12 @@ class GossipNode:
         last = self.store.channel_update(scid, direction)
         now = self.node.now()
         view = policy.for_capacity(c.params.funding_sat)
+        disable = 2 if self.status.announced_disabled(channel_point_of(mc)) else 0  # BOLT 7 channel_flags bit 1
         update = ChannelUpdate(
             chain_hash=self.chain_hash, short_channel_id=scid,
             timestamp=now if last is None else max(now, last.timestamp + 1),
-            message_flags=1, channel_flags=direction, cltv_expiry_delta=view.cltv_expiry_delta,
+            message_flags=1, channel_flags=direction | disable,
+            cltv_expiry_delta=view.cltv_expiry_delta,
             htlc_minimum_msat=view.htlc_minimum_msat, fee_base_msat=view.fee_base_msat,
             fee_proportional_millionths=view.fee_proportional_millionths, htlc_maximum_msat=view.htlc_maximum_msat,
         )
@@ -504,6 +537,38 @@ class GossipNode:
                 if mc is not None:
                     await self.send_channel_update(mc)
         return list(changed), refused
+
+    # --- channel status -----------------------------------------------------------------------------------
+
+    def _track(self, mc: ManagedChannel) -> None:
+        """Follow the status of an announced channel of ours, from what its latest channel_update says."""
+        cp = channel_point_of(mc)
+        if cp in self.status:
+            return
+        scid = mc.channel.short_channel_id
+        assert scid is not None
+        u = self.store.channel_update(scid, self._direction(mc))
+        self.status.track(cp, mc.peer.hex(), u is not None and u.disabled, self.node.clock(),
+                          manually_disabled=cp in self._manually_disabled)
+
+    async def _announce_status(self, announces: list[Announce], why: str) -> None:
+        mine = {channel_point_of(mc): mc for mc in self.node.channels.channels.values()}
+        for a in announces:
+            mc = mine.get(a.channel_point)
+            if mc is None:
+                continue
+            log.info("announcing channel %s %s [%s]", a.channel_point, "disabled" if a.disabled else "enabled", why)
+            await self.send_channel_update(mc)
+
+    async def update_chan_status(self, channel_point: str, action: ChanStatusAction) -> None:
+        """``UpdateChanStatus``: enable, disable (sticks until enable or auto) or auto; raises ChanStatusError."""
+        async with self._lock:
+            announces = self.status.request(channel_point, action, self.node.clock())
+            manual = action is ChanStatusAction.DISABLE
+            if manual != (channel_point in self._manually_disabled):  # durable before it is announced
+                self.db.save_manually_disabled(channel_point, manual)
+                (self._manually_disabled.add if manual else self._manually_disabled.discard)(channel_point)
+            await self._announce_status(announces, "requested")
 
     def channel_update_bytes(self, short_channel_id: int) -> bytes:
         """Our latest channel_update of a channel, for failure messages (empty when not announced)."""

@@ -5,7 +5,9 @@
 * ``funding``: the funding outpoint of each announced channel (to see it spent);
 * ``peer_signatures``: our channel peers' ``announcement_signatures``, so a
   restart can rebuild and re-announce our channels without asking again;
-* ``policy``: our forwarding policy, the default (``scope`` "") and per channel point.
+* ``policy``: our forwarding policy, the default (``scope`` "") and per channel point;
+* ``manually_disabled``: the channel points disabled by ``UpdateChanStatus`` (they stay
+  disabled across restarts until enabled or set to auto).
 
 Each change lands in one sqlite transaction before anything depending on it
 is sent to a peer.
@@ -36,6 +38,7 @@ CREATE TABLE IF NOT EXISTS policy (
     scope TEXT PRIMARY KEY, fee_base_msat INTEGER NOT NULL, fee_rate_ppm INTEGER NOT NULL,
     time_lock_delta INTEGER NOT NULL, min_htlc_msat INTEGER NOT NULL, max_htlc_msat INTEGER
 );
+CREATE TABLE IF NOT EXISTS manually_disabled (channel_point TEXT PRIMARY KEY);
 """
 
 
@@ -102,6 +105,18 @@ class GraphStore:
         with write_transaction(self.conn) as c:
             for scope, policy in [*changed.items(), *([("", default)] if default is not None else [])]:
                 c.execute("INSERT OR REPLACE INTO policy VALUES (?, ?, ?, ?, ?, ?)", (scope, *policy.to_row()))
+
+    # --- channels disabled by hand (UpdateChanStatus) --------------------------------------------------------
+
+    def manually_disabled(self) -> set[str]:
+        return {cp for (cp,) in self.conn.execute("SELECT channel_point FROM manually_disabled")}
+
+    def save_manually_disabled(self, channel_point: str, disabled: bool) -> None:
+        with write_transaction(self.conn) as c:
+            if disabled:
+                c.execute("INSERT OR IGNORE INTO manually_disabled VALUES (?)", (channel_point,))
+            else:
+                c.execute("DELETE FROM manually_disabled WHERE channel_point = ?", (channel_point,))
 
 
 def _i64(v: int) -> int:

@@ -41,6 +41,7 @@ from channels.effects import SendMessage
 from . import gossip as _gossip  # noqa: F401  (registers the BOLT 7 messages: a peer's gossip is decoded, not an unknown even type)
 from .graph import ChannelGraph
 from .gossip_node import DEFAULT_TRICKLE_S, GossipNode
+from .chan_status import ChanStatusConfig
 from .forwarding import AlreadyForwarded, FailBack, Forward, Forwarder, GoOnChain, NotForwarding, Settle, peel_onion
 from .invoice import invoice_prefix
 from .policy import outgoing_channels
@@ -68,11 +69,16 @@ class PaymentNode(ChannelNode):
     gossip: GossipNode
     #: Seconds an incomplete MPP set is held before its parts fail with mpp_timeout.
     mpp_timeout_s: float = DEFAULT_MPP_TIMEOUT_S
+    #: A hold invoice is canceled when a held HTLC expires within this many blocks (``--hold-expiry-delta``).
+    hold_expiry_delta: int = HOLD_EXPIRY_DELTA
+    #: When to announce our channels disabled / enabled (lnd's --chan-disable-timeout etc.; None: lnd's defaults).
+    chan_status: ChanStatusConfig | None = None
 
     def setup(self) -> None:
         super().setup()
         self.graph = ChannelGraph()
-        self.gossip = GossipNode(self, self.graph, float(os.environ.get("CANAL_GOSSIP_TRICKLE_S", DEFAULT_TRICKLE_S)))
+        self.gossip = GossipNode(self, self.graph, float(os.environ.get("CANAL_GOSSIP_TRICKLE_S", DEFAULT_TRICKLE_S)),
+                                 self.chan_status)
         self.invoices = InvoiceRegistry(self.datadir / "invoices.sqlite", self.node_key, invoice_prefix(self.params))
         self.payments = PaymentStore(self.datadir / "payments.sqlite")
         self.payer = Payer(self, self.payments)
@@ -150,17 +156,14 @@ class PaymentNode(ChannelNode):
             await trio.sleep(min(1.0, self.mpp_timeout_s / 4))
 
     async def _hold_deadlines(self, block: Any, height: int, connected: bool) -> None:
-        """Cancel a hold invoice whose held HTLC expires within HOLD_EXPIRY_DELTA blocks (lnd: 'expiry too soon')."""
+        """Cancel a hold invoice whose held HTLC expires within ``hold_expiry_delta`` blocks (lnd's
+        invoices.holdexpirydelta); an incomplete set's parts are released (InvoiceRegistry.expire_held_htlcs)."""
         if not connected:
             return
-        for held in self.invoices.held_htlcs():
-            if held.expiry_height <= height + HOLD_EXPIRY_DELTA:
-                log.warning("held HTLC %d expires at %d (tip %d): canceling hold invoice %s", held.htlc_id,
-                            held.expiry_height, height, held.payment_hash.hex())
-                try:
-                    self.invoices.cancel(held.payment_hash, self.now())
-                except InvoiceRegistryError as e:
-                    log.warning("cannot cancel %s: %s", held.payment_hash.hex(), e.reason)
+        for payment_hash in self.invoices.expire_held_htlcs(height, self.hold_expiry_delta, self.now()):
+            log.warning("hold invoice %s: a part of its incomplete set expires within %d blocks of %d: releasing "
+                        "the parts", payment_hash.hex(), self.hold_expiry_delta, height)
+            self._release_held(payment_hash)
 
     # --- hooks (inside the manager's lock) -------------------------------------------------------------
 

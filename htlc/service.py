@@ -94,6 +94,7 @@ PAYMENT_PERMISSIONS: dict[str, set[str]] = {
     _ROUTER + "EstimateRouteFee": {"offchain:read"},
     _ROUTER + "QueryMissionControl": {"offchain:read"},
     _ROUTER + "SubscribeHtlcEvents": {"offchain:read"},
+    _ROUTER + "UpdateChanStatus": {"offchain:write"},
     _INVOICES + "SubscribeSingleInvoice": {"invoices:read"},
     _INVOICES + "CancelInvoice": {"invoices:write"},
     _INVOICES + "AddHoldInvoice": {"invoices:write"},
@@ -645,6 +646,25 @@ class RouterServicer(router_grpc.RouterServicer, _Streams):
 
         first, recv = self.run(context, start)
         yield from self.follow_payment(context, first, recv, request.no_inflight_updates)
+
+    def UpdateChanStatus(self, request: router_pb.UpdateChanStatusRequest,
+                         context: grpc.ServicerContext) -> router_pb.UpdateChanStatusResponse:
+        from .chan_status import ChanStatusAction, ChanStatusError, NotTracked
+
+        async def fn() -> router_pb.UpdateChanStatusResponse:
+            cp = request.chan_point
+            txid = bytes(cp.funding_txid_bytes)[::-1].hex() if cp.funding_txid_bytes else cp.funding_txid_str
+            if len(txid) != 64 or request.action not in (a.value for a in ChanStatusAction):
+                raise invalid("chan_point with a funding txid and a known action are required")
+            try:
+                await self.node.gossip.update_chan_status(f"{txid}:{cp.output_index}",
+                                                          ChanStatusAction(request.action))
+            except NotTracked as e:
+                raise LnRpcError(grpc.StatusCode.NOT_FOUND, e.reason) from None
+            except ChanStatusError as e:
+                raise LnRpcError(grpc.StatusCode.FAILED_PRECONDITION, e.reason) from None
+            return router_pb.UpdateChanStatusResponse()
+        return self.run(context, fn)
 
 
 # --- invoicesrpc.Invoices ------------------------------------------------------------------------------------

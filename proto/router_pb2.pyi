@@ -38,6 +38,12 @@ class FailureDetail(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AMP_ERROR: _ClassVar[FailureDetail]
     AMP_RECONSTRUCTION: _ClassVar[FailureDetail]
     EXTERNAL_VALIDATION_FAILED: _ClassVar[FailureDetail]
+
+class ChanStatusAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENABLE: _ClassVar[ChanStatusAction]
+    DISABLE: _ClassVar[ChanStatusAction]
+    AUTO: _ClassVar[ChanStatusAction]
 UNKNOWN: FailureDetail
 NO_DETAIL: FailureDetail
 ONION_DECODE: FailureDetail
@@ -66,6 +72,9 @@ HTLC_INVOICE_TYPE_MISMATCH: FailureDetail
 AMP_ERROR: FailureDetail
 AMP_RECONSTRUCTION: FailureDetail
 EXTERNAL_VALIDATION_FAILED: FailureDetail
+ENABLE: ChanStatusAction
+DISABLE: ChanStatusAction
+AUTO: ChanStatusAction
 
 class SendPaymentRequest(_message.Message):
     __slots__ = ("dest", "amt", "payment_hash", "final_cltv_delta", "payment_request", "timeout_seconds", "fee_limit_sat", "cltv_limit", "route_hints", "dest_custom_records", "amt_msat", "fee_limit_msat", "last_hop_pubkey", "allow_self_payment", "dest_features", "max_parts", "no_inflight_updates", "outgoing_chan_ids", "payment_addr", "max_shard_size_msat", "amp", "time_pref", "cancelable", "first_hop_custom_records")
@@ -294,3 +303,15 @@ class LinkFailEvent(_message.Message):
     failure_detail: FailureDetail
     failure_string: str
     def __init__(self, info: _Optional[_Union[HtlcInfo, _Mapping]] = ..., wire_failure: _Optional[_Union[_lightning_pb2.Failure.FailureCode, str]] = ..., failure_detail: _Optional[_Union[FailureDetail, str]] = ..., failure_string: _Optional[str] = ...) -> None: ...
+
+class UpdateChanStatusRequest(_message.Message):
+    __slots__ = ("chan_point", "action")
+    CHAN_POINT_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    chan_point: _lightning_pb2.ChannelPoint
+    action: ChanStatusAction
+    def __init__(self, chan_point: _Optional[_Union[_lightning_pb2.ChannelPoint, _Mapping]] = ..., action: _Optional[_Union[ChanStatusAction, str]] = ...) -> None: ...
+
+class UpdateChanStatusResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

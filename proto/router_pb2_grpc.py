@@ -62,6 +62,11 @@ class RouterStub:
                 request_serializer=proto_dot_router__pb2.SubscribeHtlcEventsRequest.SerializeToString,
                 response_deserializer=proto_dot_router__pb2.HtlcEvent.FromString,
                 _registered_method=True)
+        self.UpdateChanStatus = channel.unary_unary(
+                '/routerrpc.Router/UpdateChanStatus',
+                request_serializer=proto_dot_router__pb2.UpdateChanStatusRequest.SerializeToString,
+                response_deserializer=proto_dot_router__pb2.UpdateChanStatusResponse.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -118,6 +123,17 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateChanStatus(self, request, context):
+        """lncli: `updatechanstatus`
+        UpdateChanStatus attempts to manually set the state of a channel
+        (enabled, disabled, or auto). A manual "disable" request will cause the
+        channel to stay disabled until a subsequent manual request of either
+        "enable" or "auto".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +161,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.SubscribeHtlcEvents,
                     request_deserializer=proto_dot_router__pb2.SubscribeHtlcEventsRequest.FromString,
                     response_serializer=proto_dot_router__pb2.HtlcEvent.SerializeToString,
+            ),
+            'UpdateChanStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateChanStatus,
+                    request_deserializer=proto_dot_router__pb2.UpdateChanStatusRequest.FromString,
+                    response_serializer=proto_dot_router__pb2.UpdateChanStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -284,6 +305,33 @@ class Router:
             '/routerrpc.Router/SubscribeHtlcEvents',
             proto_dot_router__pb2.SubscribeHtlcEventsRequest.SerializeToString,
             proto_dot_router__pb2.HtlcEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateChanStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/routerrpc.Router/UpdateChanStatus',
+            proto_dot_router__pb2.UpdateChanStatusRequest.SerializeToString,
+            proto_dot_router__pb2.UpdateChanStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

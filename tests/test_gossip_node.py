@@ -142,10 +142,13 @@ class FakeDaemon:
         self.features = Features()
         self.channels = SimpleNamespace(channels={})
         self.alias, self.listen_port, self.tip_height = "fake", 0, 200
-        self.clock = NOW + 10
+        self.time = NOW + 10
 
     def now(self) -> int:
-        return self.clock
+        return self.time
+
+    def clock(self) -> float:
+        return float(self.time)
 
 
 def _gossip(tmp_path: Path) -> tuple[FakeDaemon, GossipNode, FakePeer, FakePeer]:
@@ -355,12 +358,12 @@ async def test_our_update_is_refreshed_before_others_forget_it_and_stale_channel
     first = y.store.channel_update(SCID, x._direction(next(iter(dx.channels.channels.values()))))
     assert first is not None
     for d in (dx, dy):
-        d.clock += 13 * 24 * 3600 + 60
+        d.time += 13 * 24 * 3600 + 60
     await x.on_block(SimpleNamespace(transactions=[]), 201, True)  # X refreshes, Y does not (its node is "down")
     await _exchange(x, y, y_at_x, x_at_y)
     refreshed = y.store.channel_update(SCID, first.direction)
     assert refreshed is not None and refreshed.timestamp > first.timestamp
-    dx.clock += 2 * 24 * 3600  # Y's own direction is now older than two weeks at X: X forgets the channel
+    dx.time += 2 * 24 * 3600  # Y's own direction is now older than two weeks at X: X forgets the channel
     x.policies = PolicyBook()
     dx.channels.channels.clear()  # (and X's channel is gone, so X does not announce it again)
     await x.on_block(SimpleNamespace(transactions=[]), 202, True)
