@@ -20,9 +20,15 @@ accepted here) the invoice goes ``OPEN -> ACCEPTED``. Then
 :meth:`InvoiceRegistry.settle_hold` stores the preimage and marks the invoice and
 its HTLCs settled (durable before the node fulfills them), or
 :meth:`InvoiceRegistry.cancel` marks them canceled (the node fails them back).
-:meth:`InvoiceRegistry.held_htlcs` lists held HTLCs so the node can cancel an
-invoice whose HTLC expires within :data:`HOLD_EXPIRY_DELTA` blocks (lnd's
-"expiry too soon": better fail it back than have the peer force-close).
+A hold invoice's set still incomplete after the MPP timeout fails exactly as a
+regular invoice's does (below); a complete held set (``ACCEPTED``) does not: it
+waits for settle or cancel, or for its CLTV deadline. At each block
+:meth:`InvoiceRegistry.expire_held_htlcs` applies that deadline (lnd's
+``invoices.holdexpirydelta``, :data:`HOLD_EXPIRY_DELTA` blocks; the decision is
+:func:`hold_deadlines`): an ``ACCEPTED`` hold invoice with a held HTLC expiring
+within it is canceled (its HTLCs failed back: better than the peer
+force-closing the channel at the expiry), an incomplete set's parts are
+released as at the MPP timeout.
 
 Choices, as lnd makes them:
 
@@ -42,7 +48,9 @@ and every held part in the same transaction (``OPEN -> SETTLED``), so the node
 then fulfills them all. A set still incomplete :data:`DEFAULT_MPP_TIMEOUT_S`
 after its first part was accepted is failed by
 :meth:`InvoiceRegistry.expire_mpp_sets`: its parts become ``CANCELED`` (failed
-back with ``mpp_timeout``) and the invoice stays ``OPEN`` for another try.
+back with ``mpp_timeout``) and the invoice stays ``OPEN`` for another try. The
+same holds for a hold invoice's incomplete set (lnd's registry times out any
+incomplete set).
 
 No clock is read here: callers pass ``now`` (unix seconds).
 """
@@ -53,7 +61,7 @@ import enum
 import json
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -84,6 +92,7 @@ __all__ = [
     "InvoiceRegistry",
     "InvoiceRegistryError",
     "InvoiceState",
+    "hold_deadlines",
 ]
 
 DEFAULT_INVOICE_EXPIRY = 86400
@@ -221,6 +230,16 @@ class HeldHtlc:
     channel_id: bytes
     htlc_id: int
     expiry_height: int
+
+
+def hold_deadlines(held: Iterable[HeldHtlc], height: int, delta: int = HOLD_EXPIRY_DELTA) -> list[bytes]:
+    """The hold invoices (payment hashes, first seen first) with a held HTLC expiring within ``delta`` blocks of
+    ``height``: lnd's height expiry, ``height + delta >= expiry_height``. A sans-IO decision."""
+    due: dict[bytes, None] = {}
+    for h in held:
+        if height + delta >= h.expiry_height:
+            due.setdefault(h.payment_hash)
+    return list(due)
 
 
 _SCHEMA = """
@@ -528,7 +547,8 @@ class InvoiceRegistry:
         return record
 
     def expire_mpp_sets(self, now: int, timeout_s: float = DEFAULT_MPP_TIMEOUT_S) -> list[bytes]:
-        """Fail every incomplete MPP set of a regular invoice whose first held part is more than ``timeout_s`` old.
+        """Fail every incomplete MPP set (of a regular or a hold invoice: the invoice is still OPEN) whose first
+        held part is more than ``timeout_s`` old. A hold invoice's complete set (ACCEPTED) is not touched.
 
         ``now`` and ``accept_time`` are whole seconds, so "more than" makes the wait at least ``timeout_s``.
 
@@ -536,7 +556,7 @@ class InvoiceRegistry:
         OPEN. Durable when it returns; the payment hashes of the sets failed.
         """
         query = ("SELECT h.payment_hash FROM invoice_htlcs h JOIN invoices i ON i.payment_hash = h.payment_hash"
-                 " WHERE h.state = ? AND i.state = ? AND i.is_hold = 0 GROUP BY h.payment_hash"
+                 " WHERE h.state = ? AND i.state = ? GROUP BY h.payment_hash"
                  " HAVING MIN(h.accept_time) + ? < ? ORDER BY MIN(h.rowid)")
         args = (int(InvoiceHtlcState.ACCEPTED), int(InvoiceState.OPEN), timeout_s, now)
         if not self.conn.execute(query, args).fetchone():  # the usual case (called every second): no write
@@ -547,6 +567,30 @@ class InvoiceRegistry:
                 db.execute("UPDATE invoice_htlcs SET state = ?, resolve_time = ? WHERE payment_hash = ? AND state = ?",
                            (int(InvoiceHtlcState.CANCELED), now, payment_hash, int(InvoiceHtlcState.ACCEPTED)))
         return hashes
+
+    def expire_held_htlcs(self, height: int, delta: int = HOLD_EXPIRY_DELTA, now: int = 0) -> list[bytes]:
+        """Apply the hold invoices' CLTV deadline at ``height`` (:func:`hold_deadlines`), durably.
+
+        An ACCEPTED hold invoice with a held HTLC expiring within ``delta`` blocks is canceled with its HTLCs
+        (the listeners hear it, as for :meth:`cancel`, and the host fails them back); an incomplete set of an
+        OPEN one has its parts released (CANCELED, the invoice stays OPEN, as at the MPP timeout): their
+        payment hashes are returned, for the host to fail those parts back (``mpp_timeout``).
+        """
+        due = hold_deadlines(self.held_htlcs(), height, delta)
+        released = []
+        for payment_hash in due:
+            record = self.lookup(payment_hash)
+            if record is None:
+                continue
+            if record.state is InvoiceState.ACCEPTED:
+                self.cancel(payment_hash, now)
+            elif record.state is InvoiceState.OPEN:
+                with self._tx() as db:
+                    db.execute("UPDATE invoice_htlcs SET state = ?, resolve_time = ? WHERE payment_hash = ?"
+                               " AND state = ?", (int(InvoiceHtlcState.CANCELED), now, payment_hash,
+                                                  int(InvoiceHtlcState.ACCEPTED)))
+                released.append(payment_hash)
+        return released
 
     def held_htlcs(self) -> list[HeldHtlc]:
         """Every HTLC held by an OPEN or ACCEPTED hold invoice."""

@@ -172,8 +172,8 @@ def decide(
     if invoice is not None and invoice.holds(htlc.channel_id, htlc.htlc_id):
         return Hold(htlc.htlc_id, htlc.payment_hash, htlc.amount_msat, replay=True)
 
-    if (invoice is not None and not invoice.is_hold and invoice.state is not InvoiceState.CANCELED
-            and invoice.released(htlc.channel_id, htlc.htlc_id)):
+    if (invoice is not None and invoice.state is not InvoiceState.CANCELED
+            and invoice.released(htlc.channel_id, htlc.htlc_id)):  # a regular or a hold invoice's incomplete set
         return _fail(htlc, ss, FailureMessage(FailureCode.MPP_TIMEOUT),
                      "the multi-part set was not complete in time")
 

@@ -150,14 +150,14 @@ def test_incomplete_set_times_out_with_mpp_timeout(registry: InvoiceRegistry) ->
     assert isinstance(_decide(registry, c, NOW + 130), Fulfill)
 
 
-def test_configured_timeout_and_hold_invoices_untouched(registry: InvoiceRegistry) -> None:
+def test_configured_timeout_applies_to_hold_invoices_incomplete_sets_too(registry: InvoiceRegistry) -> None:
     rec = registry.add(now=NOW, value_msat=9_000_000)
     hold = registry.add_hold(now=NOW, payment_hash=os.urandom(32), value_msat=9_000_000)
     _accept(registry, _part(rec, 3_000_000, 9_000_000, htlc_id=0)[0])
     _accept(registry, _part(hold, 3_000_000, 9_000_000, htlc_id=1)[0])
+    assert [h.htlc_id for h in registry.held_htlcs()] == [1]  # only hold invoices auto-cancel near expiry
     assert registry.expire_mpp_sets(NOW + 5, timeout_s=5) == []
-    assert registry.expire_mpp_sets(NOW + 6, timeout_s=5) == [rec.payment_hash]  # the hold invoice waits
-    assert [h.htlc_id for h in registry.held_htlcs()] == [1]  # and only hold invoices auto-cancel near expiry
+    assert registry.expire_mpp_sets(NOW + 6, timeout_s=5) == [rec.payment_hash, hold.payment_hash]
 
 
 def test_canceled_invoice_fails_held_parts_as_unknown_not_timeout(registry: InvoiceRegistry) -> None:
