@@ -170,6 +170,78 @@ def test_hold_refuses_underpaying_sets_and_short_cltv(registry: InvoiceRegistry)
     assert 18 > HOLD_EXPIRY_DELTA  # so an HTLC is never accepted already inside the auto-cancel margin
 
 
+def _code(decision: object, session: PrivateKey) -> FailureCode:
+    assert isinstance(decision, Fail), decision
+    index, msg = decode_failure(session, [NODE_PUB], decision.reason)
+    assert index == 0
+    return FailureCode(msg.code)
+
+
+def test_incomplete_hold_set_times_out_like_a_regular_one(tmp_path: Path) -> None:
+    registry = InvoiceRegistry(tmp_path / "inv.sqlite", NODE_KEY, PREFIX)
+    preimage = os.urandom(32)
+    rec = registry.add_hold(now=NOW, payment_hash=_sha(preimage), value_msat=9_000_000)
+    parts = [_pay(rec, 3_000_000, 9_000_000, htlc_id=i) for i in range(2)]
+    for htlc, _ in parts:
+        _accept(registry, htlc, _decide(registry, htlc))
+    assert registry.expire_mpp_sets(NOW + 120) == []
+    assert registry.expire_mpp_sets(NOW + 121) == [rec.payment_hash]  # lnd's 120 s, as for a regular invoice
+    registry.close()
+    registry = InvoiceRegistry(tmp_path / "inv.sqlite", NODE_KEY, PREFIX)  # durable: a restart fails them too
+    after = registry.lookup(rec.payment_hash)
+    assert after is not None and after.state is InvoiceState.OPEN and after.held_msat == 0
+    assert [h.state for h in after.htlcs] == [InvoiceHtlcState.CANCELED] * 2 and registry.held_htlcs() == []
+    for htlc, session in parts:
+        assert _code(_decide(registry, htlc), session) is FailureCode.MPP_TIMEOUT
+    # The invoice stays open: a complete set is then held (ACCEPTED), and the MPP timeout leaves it alone.
+    whole, _ = _pay(rec, 9_000_000, 9_000_000, htlc_id=5)
+    assert _accept(registry, whole, _decide(registry, whole)).state is InvoiceState.ACCEPTED
+    assert registry.expire_mpp_sets(NOW + 10_000) == []
+    assert isinstance(replay := _decide(registry, whole), Hold) and replay.replay
+    assert registry.settle_hold(preimage, NOW + 10_001).state is InvoiceState.SETTLED
+    registry.close()
+
+
+def test_hold_deadlines_decision() -> None:
+    from htlc.invoices import HeldHtlc, hold_deadlines
+
+    a, b = _sha(b"a"), _sha(b"b")
+    held = [HeldHtlc(a, CHANNEL_ID, 0, 600), HeldHtlc(b, CHANNEL_ID, 1, 650), HeldHtlc(a, CHANNEL_ID, 2, 640)]
+    assert HOLD_EXPIRY_DELTA == 12  # lnd's DefaultHoldInvoiceExpiryDelta
+    assert hold_deadlines(held, 587) == []
+    assert hold_deadlines(held, 588) == [a]  # height + 12 >= expiry, as lnd
+    assert hold_deadlines(held, 700, delta=0) == [a, b]
+    assert hold_deadlines(held, 640, delta=0) == [a]
+
+
+def test_held_htlcs_near_their_expiry_are_failed_back(tmp_path: Path) -> None:
+    registry = InvoiceRegistry(tmp_path / "inv.sqlite", NODE_KEY, PREFIX)
+    seen: list[InvoiceState] = []
+    registry.listeners.append(lambda r: seen.append(r.state))
+    complete = registry.add_hold(now=NOW, payment_hash=_sha(b"complete"), value_msat=2_000_000)
+    partial = registry.add_hold(now=NOW, payment_hash=_sha(b"partial"), value_msat=2_000_000)
+    c, cs = _pay(complete, 2_000_000, 2_000_000, htlc_id=0, cltv=HEIGHT + 100)
+    p, ps = _pay(partial, 1_000_000, 2_000_000, htlc_id=1, cltv=HEIGHT + 90)
+    _accept(registry, c, _decide(registry, c))
+    _accept(registry, p, _decide(registry, p))
+    assert registry.expire_held_htlcs(HEIGHT + 77, now=NOW) == []  # 90 - 12 = 78: not yet
+    assert registry.expire_held_htlcs(HEIGHT + 78, now=NOW + 1) == [partial.payment_hash]
+    after = registry.lookup(partial.payment_hash)
+    assert after is not None and after.state is InvoiceState.OPEN and after.htlcs[0].state is InvoiceHtlcState.CANCELED
+    assert _code(_decide(registry, p, HEIGHT + 78), ps) is FailureCode.MPP_TIMEOUT  # the set never completed
+    assert registry.lookup(complete.payment_hash).state is InvoiceState.ACCEPTED  # type: ignore[union-attr]
+    assert registry.expire_held_htlcs(HEIGHT + 87, delta=12, now=NOW + 2) == []
+    assert registry.expire_held_htlcs(HEIGHT + 88, delta=12, now=NOW + 3) == []  # canceled: the listeners hear it
+    assert seen[-1] is InvoiceState.CANCELED
+    registry.close()
+    registry = InvoiceRegistry(tmp_path / "inv.sqlite", NODE_KEY, PREFIX)  # durable
+    gone = registry.lookup(complete.payment_hash)
+    assert gone is not None and gone.state is InvoiceState.CANCELED and gone.htlcs[0].resolve_time == NOW + 3
+    assert "canceled" in _details(_decide(registry, c, HEIGHT + 88), cs)
+    assert registry.held_htlcs() == [] and registry.expire_held_htlcs(HEIGHT + 200) == []
+    registry.close()
+
+
 # --- integration: two channelds ---------------------------------------------------------------------------------
 
 IN_FLIGHT, SUCCEEDED, FAILED = ln.Payment.IN_FLIGHT, ln.Payment.SUCCEEDED, ln.Payment.FAILED
