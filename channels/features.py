@@ -72,6 +72,7 @@ FeatureLike = Feature | int | str
 
 # BOLT 9's "Dependencies" column: setting the key requires setting each value.
 DEPENDENCIES: dict[Feature, tuple[Feature, ...]] = {
+    Feature.gossip_queries_ex: (Feature.gossip_queries,),
     Feature.basic_mpp: (Feature.payment_secret,),
     Feature.option_zeroconf: (Feature.option_scid_alias,),
     Feature.option_simple_close: (Feature.option_shutdown_anysegwit,),

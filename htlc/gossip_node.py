@@ -16,7 +16,8 @@ It registers on the daemon's hooks and drives the sans-IO store:
   does: ``query_channel_range`` over all blocks, then ``query_short_channel_ids``
   (with per-channel query flags under ``gossip_queries_ex``) for what the replies
   name that we lack or hold older, one query at a time; and a
-  ``gossip_timestamp_filter`` from an hour ago on, for the gossip made from now.
+  ``gossip_timestamp_filter`` for the gossip made from now (from an hour ago
+  with a peer without ``gossip_queries_ex``, whose replies carry no timestamps).
   We also re-send the ``announcement_signatures`` of our public channels
   (BOLT 7 / BOLT 2 reestablish).
 * ``block_handlers``: a spent funding output takes the channel out of the graph
@@ -129,8 +130,8 @@ class GossipNode:
     def __init__(self, node: ChannelNode, graph: ChannelGraph, trickle_s: float = DEFAULT_TRICKLE_S,
                  status: ChanStatusConfig | None = None) -> None:
         self.node = node
-        # The gossip layer is what implements the extended queries: say so in init and node_announcement.
-        node.features = node.features.set_optional(Feature.gossip_queries_ex)
+        if node.features.has(Feature.gossip_queries):  # the extended queries are ours: say so in init and
+            node.features = node.features.set_optional(Feature.gossip_queries_ex)  # node_announcement
         self.chain_hash = node.params.genesis_hash
         self.trickle_s = trickle_s
         self.db = GraphStore(node.datadir / "graph.sqlite")
@@ -202,6 +203,8 @@ class GossipNode:
             if msg.chain_hash not in self.chain_hashes:
                 return
             query = self.store.query_for_reply(msg, with_flags=self._supports(peer, Feature.gossip_queries_ex))
+            log.info("peer %s: reply_channel_range of %d channels, %d to query", peer.pubkey_hex[:16],
+                     len(msg.short_channel_ids), 0 if query is None else len(query.short_channel_ids))
             if query is not None:
                 waiting = self._queries.setdefault(peer.pubkey_hex, [])
                 if len(waiting) >= MAX_PENDING_QUERIES:
@@ -321,7 +324,9 @@ class GossipNode:
                 ex = self._supports(peer, Feature.gossip_queries_ex)
                 await peer.link.send(QueryChannelRange(self.chain_hash, 0, _ALL_TIME,
                                                        QUERY_OPTION_TIMESTAMPS | QUERY_OPTION_CHECKSUMS if ex else None))
-                since = max(self.node.now() - FILTER_SLACK_S, 0)
+                # Under gossip_queries_ex the range replies' timestamps name whatever changed while we were
+                # away: gossip from now on is enough (as lnd's active sync). Without, an hour of slack.
+                since = max(self.node.now() - (0 if ex else FILTER_SLACK_S), 0)
                 await peer.link.send(GossipTimestampFilter(self.chain_hash, since, _ALL_TIME - since))
             async with self._lock:
                 await self._announce_channels(self.node.tip_height)

@@ -247,8 +247,10 @@ def test_the_forwarder_sees_the_policy_book() -> None:
     def channel(txid: bytes) -> Any:
         params = SimpleNamespace(funding_outpoint=OutPoint(txid, 0), funding_sat=CAPACITY,
                                  remote=SimpleNamespace(channel_reserve_sat=1000))
-        ch = SimpleNamespace(state=ChannelState.NORMAL, commitments=SimpleNamespace(params=params),
-                             short_channel_id=SCID + txid[0], local_balance_msat=500_000_000)
+        commitments = SimpleNamespace(params=params, sendable_msat=lambda: 499_000_000, add_refusal=None)
+        ch = SimpleNamespace(state=ChannelState.NORMAL, commitments=commitments, short_channel_id=SCID + txid[0],
+                             local_shutdown_script=None, remote_shutdown_script=None, connected=True,
+                             awaiting_reestablish=False)
         return SimpleNamespace(channel=ch, channel_id=txid, peer=pub(2).to_bytes())
 
     a, b = channel(b"\x01" * 32), channel(b"\x02" * 32)
