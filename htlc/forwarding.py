@@ -25,7 +25,9 @@ Checks, in this order (the first that fails names the failure):
 1. the onion: malformed -> ``update_fail_malformed_htlc``; an authenticated
    but invalid payload -> ``invalid_onion_payload``; blinded routes are not
    relayed (``invalid_onion_blinding``, as BOLT 2 asks);
-2. the final hop -> :class:`NotForwarding`;
+2. the final hop -> :class:`NotForwarding`; the incoming HTLC pushes the
+   incoming channel's dust exposure over the limit (``incoming_refusal``)
+   -> ``temporary_channel_failure``;
 3. ``short_channel_id`` is none of ours -> ``unknown_next_peer``;
 4. the channel is disabled -> ``channel_disabled``; no channel to that peer
    can carry HTLCs now (peer offline, not NORMAL) -> ``temporary_channel_failure``;
@@ -512,8 +514,13 @@ class Forwarder:
         processed: ProcessedOnion | OnionError,
         height: int,
         channels: Iterable[OutgoingChannel],
+        incoming_refusal: str | None = None,
     ) -> Decision:
-        """Forward, fail or hand over an irrevocably committed incoming HTLC (checks in the module docstring)."""
+        """Forward, fail or hand over an irrevocably committed incoming HTLC (checks in the module docstring).
+
+        ``incoming_refusal``: why the incoming channel cannot keep this HTLC (its dust exposure:
+        ``channels.dust.incoming_dust_refusal``): a forward fails back with ``temporary_channel_failure``.
+        """
         ref = HtlcRef(htlc.channel_id, htlc.htlc_id)
         existing = self._circuits.get(ref)
         if existing is not None:
@@ -536,6 +543,9 @@ class Forwarder:
             return NotForwarding(ref)
 
         ss = processed.shared_secret
+        if incoming_refusal is not None:  # lnd's link: failed back, the channel stays up
+            return _error_onion(ref, ss, FailureMessage(FailureCode.TEMPORARY_CHANNEL_FAILURE, channel_update=b""),
+                                incoming_refusal)
         try:
             payload = processed.decode_payload()
         except OnionError as e:

@@ -30,6 +30,7 @@ from typing import Any
 
 import trio
 
+from channels.dust import incoming_dust_refusal
 from channels.effects import ChannelError, HtlcFailed, HtlcFulfilled, IncomingHtlc
 from channels.manager import ManagedChannel
 from channels.node import ChannelNode
@@ -216,10 +217,13 @@ class PaymentNode(ChannelNode):
                 log.warning("cannot resolve incoming HTLC %d on %s: %s", htlc.htlc_id, mc.channel_id.hex(), e.reason)
 
     async def _resolve(self, mc: ManagedChannel, htlc: IncomingHtlc) -> None:
-        if await self._forward(mc, htlc):
+        c = mc.channel.commitments  # lnd's link: a dust HTLC over the exposure limit is failed back
+        dust = None if c is None else incoming_dust_refusal(c, htlc.htlc_id)
+        if await self._forward(mc, htlc, dust):
             return
         now = self.now()
-        decision = decide(htlc, node_key=self.node_key, height=self.tip_height, now=now, lookup=self.invoices.lookup)
+        decision = decide(htlc, node_key=self.node_key, height=self.tip_height, now=now, lookup=self.invoices.lookup,
+                          incoming_refusal=dust)
         if isinstance(decision, Fulfill):
             if not decision.replay:
                 record = InvoiceHtlc(
@@ -236,7 +240,7 @@ class PaymentNode(ChannelNode):
                 except InvoiceRegistryError as e:  # lost a race with CancelInvoice or another HTLC
                     log.info("incoming HTLC %d: %s", htlc.htlc_id, e.reason)
                     decision = decide(htlc, node_key=self.node_key, height=self.tip_height, now=now,
-                                      lookup=self.invoices.lookup)
+                                      lookup=self.invoices.lookup, incoming_refusal=dust)
             if isinstance(decision, Fulfill):
                 log.info("incoming HTLC %d on %s: fulfilling %s (%d msat%s)", htlc.htlc_id, mc.channel_id.hex(),
                          htlc.payment_hash.hex(), htlc.amount_msat, ", keysend" if decision.keysend else "")
@@ -265,7 +269,7 @@ class PaymentNode(ChannelNode):
                 except InvoiceRegistryError as e:  # lost a race with CancelInvoice or another part
                     log.info("incoming HTLC %d: %s", htlc.htlc_id, e.reason)
                     decision = decide(htlc, node_key=self.node_key, height=self.tip_height, now=now,
-                                      lookup=self.invoices.lookup)
+                                      lookup=self.invoices.lookup, incoming_refusal=dust)
             if isinstance(decision, Hold):
                 log.info("incoming HTLC %d on %s: held for invoice %s (%d msat)", htlc.htlc_id,
                          mc.channel_id.hex(), htlc.payment_hash.hex(), htlc.amount_msat)
@@ -284,11 +288,11 @@ class PaymentNode(ChannelNode):
 
     # --- forwarding -------------------------------------------------------------------------------------
 
-    async def _forward(self, mc: ManagedChannel, htlc: IncomingHtlc) -> bool:
+    async def _forward(self, mc: ManagedChannel, htlc: IncomingHtlc, dust: str | None = None) -> bool:
         """Forward, fail or replay an HTLC for another node; False when it is for us (the final hop)."""
         view = outgoing_channels(list(self.channels.channels.values()), set(self.peers), self.gossip.policies,
                                  self.gossip.channel_update_bytes)
-        decision = self.forwarder.on_incoming(htlc, peel_onion(self.node_key, htlc), self.tip_height, view)
+        decision = self.forwarder.on_incoming(htlc, peel_onion(self.node_key, htlc), self.tip_height, view, dust)
         if isinstance(decision, NotForwarding):
             return False
         self._save_forwarder()

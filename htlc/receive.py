@@ -41,7 +41,9 @@ Rules, in order:
    way) needs ``total_msat`` at least the invoice amount and equal to the
    held parts' ``total_msat``, and must not take the held parts above it.
 
-Any failure of 4 or 5 is ``incorrect_or_unknown_payment_details`` with
+Before 4, an HTLC that would push the channel's dust exposure over the limit
+(``incoming_refusal``) fails with ``temporary_channel_failure``, as lnd's
+link does. Any failure of 4 or 5 is ``incorrect_or_unknown_payment_details`` with
 ``htlc_msat`` and ``height`` (BOLT 4: the final node does not say which check
 failed). An HTLC that already settled an invoice (a replay after a restart,
 before the fulfill reached the channel) is fulfilled again; one that a hold
@@ -127,8 +129,13 @@ def decide(
     height: int,
     now: int,
     lookup: Callable[[bytes], InvoiceRecord | None],
+    incoming_refusal: str | None = None,
 ) -> Decision:
-    """The fate of ``htlc`` at this node (see the module docstring)."""
+    """The fate of ``htlc`` at this node (see the module docstring).
+
+    ``incoming_refusal``: why the channel cannot keep this HTLC (its dust exposure:
+    ``channels.dust.incoming_dust_refusal``); a new payment is then failed with ``temporary_channel_failure``.
+    """
     onion = htlc.onion_routing_packet
     try:
         processed = process_onion(node_key, onion, htlc.payment_hash, path_key=htlc.path_key)
@@ -176,6 +183,10 @@ def decide(
             and invoice.released(htlc.channel_id, htlc.htlc_id)):  # a regular or a hold invoice's incomplete set
         return _fail(htlc, ss, FailureMessage(FailureCode.MPP_TIMEOUT),
                      "the multi-part set was not complete in time")
+
+    if incoming_refusal is not None:  # lnd's link: failed back, the channel stays up
+        return _fail(htlc, ss, FailureMessage(FailureCode.TEMPORARY_CHANNEL_FAILURE, channel_update=b""),
+                     incoming_refusal)
 
     if payload.keysend_preimage is not None:
         return _keysend(htlc, payload.keysend_preimage, payload.custom_records, invoice, height, details)
