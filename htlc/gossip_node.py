@@ -322,6 +322,8 @@ class GossipNode:
         try:
             if self._supports(peer, Feature.gossip_queries):
                 ex = self._supports(peer, Feature.gossip_queries_ex)
+                log.info("peer %s: graph sync%s", key[:16], " with timestamps and checksums (gossip_queries_ex)" if ex
+                         else "")
                 await peer.link.send(QueryChannelRange(self.chain_hash, 0, _ALL_TIME,
                                                        QUERY_OPTION_TIMESTAMPS | QUERY_OPTION_CHECKSUMS if ex else None))
                 # Under gossip_queries_ex the range replies' timestamps name whatever changed while we were
