@@ -77,6 +77,7 @@ METHODS = [
     ("/routerrpc.Router/SubscribeHtlcEvents", "routerrpc.SubscribeHtlcEventsRequest", "routerrpc.HtlcEvent", True),
     ("/routerrpc.Router/QueryMissionControl", "routerrpc.QueryMissionControlRequest", "routerrpc.QueryMissionControlResponse", False),
     ("/routerrpc.Router/EstimateRouteFee", "routerrpc.RouteFeeRequest", "routerrpc.RouteFeeResponse", False),
+    ("/routerrpc.Router/UpdateChanStatus", "routerrpc.UpdateChanStatusRequest", "routerrpc.UpdateChanStatusResponse", False),
     ("/invoicesrpc.Invoices/SubscribeSingleInvoice", "invoicesrpc.SubscribeSingleInvoiceRequest", "lnrpc.Invoice", True),
     ("/invoicesrpc.Invoices/CancelInvoice", "invoicesrpc.CancelInvoiceMsg", "invoicesrpc.CancelInvoiceResp", False),
     ("/invoicesrpc.Invoices/AddHoldInvoice", "invoicesrpc.AddHoldInvoiceRequest", "invoicesrpc.AddHoldInvoiceResp", False),
@@ -469,6 +470,9 @@ FIELDS = [
     ("routerrpc.HtlcEvent", "event_type", 6, "routerrpc.HtlcEvent.EventType"),
     ("routerrpc.HtlcEvent", "forward_event", 7, "routerrpc.ForwardEvent"),
     ("routerrpc.HtlcEvent", "settle_event", 9, "routerrpc.SettleEvent"),
+    # routerrpc.UpdateChanStatusRequest
+    ("routerrpc.UpdateChanStatusRequest", "chan_point", 1, "lnrpc.ChannelPoint"),
+    ("routerrpc.UpdateChanStatusRequest", "action", 2, "routerrpc.ChanStatusAction"),
     # invoicesrpc.AddHoldInvoiceRequest
     ("invoicesrpc.AddHoldInvoiceRequest", "memo", 1, "string"),
     ("invoicesrpc.AddHoldInvoiceRequest", "hash", 2, "bytes"),
@@ -621,6 +625,7 @@ ENUMS = {
         "UPDATE_FAILURE_INTERNAL_ERR": 3, "UPDATE_FAILURE_INVALID_PARAMETER": 4,
     },
     "routerrpc.HtlcEvent.EventType": {"UNKNOWN": 0, "SEND": 1, "RECEIVE": 2, "FORWARD": 3},
+    "routerrpc.ChanStatusAction": {"ENABLE": 0, "DISABLE": 1, "AUTO": 2},
     "invoicesrpc.LookupModifier": {"DEFAULT": 0, "HTLC_SET_ONLY": 1, "HTLC_SET_BLANK": 2},
 }
 
