@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from functools import partial
 from statistics import median
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import trio
 
 from base_chain.crypto.der import encode_der
 from channels.service import LightningServicer, LnRpcError, invalid
@@ -75,10 +77,17 @@ class GraphLightningMixin(LightningServicer):
     """lnd's graph RPCs of ``lnrpc.Lightning``."""
 
     d: PaymentNode
+    _policy_update_lock: trio.Lock | None = None
 
     @property
     def _gossip(self) -> GossipNode:
         return self.d.gossip
+
+    def _policy_lock(self) -> trio.Lock:
+        """Serializes UpdateChannelPolicy (made in the trio thread, on first use)."""
+        if self._policy_update_lock is None:
+            self._policy_update_lock = trio.Lock()
+        return self._policy_update_lock
 
     # --- views ------------------------------------------------------------------------------------------------
 
@@ -229,7 +238,13 @@ class GraphLightningMixin(LightningServicer):
 
     def UpdateChannelPolicy(self, request: ln.PolicyUpdateRequest,
                             context: grpc.ServicerContext) -> ln.PolicyUpdateResponse:
-        async def fn() -> ln.PolicyUpdateResponse:
+        return self.run(context, partial(self.update_channel_policy, request))
+
+    async def update_channel_policy(self, request: ln.PolicyUpdateRequest) -> ln.PolicyUpdateResponse:
+        """UpdateChannelPolicy in the node's trio loop, one call at a time: the channels refused the update (and
+        the chan_point looked up) are computed under the same lock as the change, so a concurrent update can
+        neither slip in between nor make the refusals reported stale."""
+        async with self._policy_lock():
             scope = request.WhichOneof("scope")
             if scope is None:
                 raise invalid("unknown scope: global or chan_point is required")
@@ -271,7 +286,6 @@ class GraphLightningMixin(LightningServicer):
                 failed.append(ln.FailedUpdate(outpoint=_outpoint_pb(txid, int(index)),
                                               reason=ln.UPDATE_FAILURE_INVALID_PARAMETER, update_error=why))
             return ln.PolicyUpdateResponse(failed_updates=failed)
-        return self.run(context, fn)
 
 
 def _outpoint_pb(txid_hex: str, index: int) -> ln.OutPoint:
