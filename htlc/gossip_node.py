@@ -60,6 +60,7 @@ from channels.peer import PeerLinkError
 from channels.state import ChannelState
 from channels.wire import Message
 
+from .chan_status import Announce, ChanStatusAction, ChanStatusConfig, ChanStatusManager
 from .gossip import (
     QUERY_OPTION_CHECKSUMS,
     QUERY_OPTION_TIMESTAMPS,
@@ -79,7 +80,6 @@ from .gossip import (
     sign_channel_update,
     sign_node_announcement,
 )
-from .chan_status import Announce, ChanStatusAction, ChanStatusConfig, ChanStatusManager
 from .gossip_queries import GossipTimestampFilter
 from .gossip_sync import GossipResult, GossipStore
 from .graph import ChannelGraph, format_short_channel_id, short_channel_id_parts

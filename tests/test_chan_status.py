@@ -14,6 +14,7 @@ import pytest
 from test_forwarding import HEIGHT, _at_origin, _channels, _incoming
 from test_gossip_node import PAIR_TX, SCID, _exchange, _pair
 
+from channels.wire import decode_message
 from htlc.chan_status import (
     Announce,
     ChanStatus,
@@ -24,7 +25,6 @@ from htlc.chan_status import (
     NotTracked,
     parse_duration,
 )
-from channels.wire import decode_message
 from htlc.failure import FailureCode
 from htlc.forwarding import FailBack, Forwarder
 from htlc.gossip import ChannelUpdate
@@ -162,7 +162,7 @@ async def test_the_gossip_node_disables_and_enables_with_fresh_updates(
     from htlc.gossip_node import GossipNode
     from htlc.graph import ChannelGraph
 
-    dx, x, dy, y, y_at_x, x_at_y = await _pair(tmp_path, monkeypatch)
+    dx, x, _, y, y_at_x, x_at_y = await _pair(tmp_path, monkeypatch)
     x.status = ChanStatusManager(CFG)  # seconds-scale, as `canal channeld --chan-disable-timeout 20s` would
     await x._announce_channels(dx.tip_height)
     xid = dx.node_key.public_key().to_bytes()

@@ -14,8 +14,6 @@ from typing import Any
 from test_bolt7 import SCID, announcement, node_ann, update
 from test_gossip_node import FakeDaemon, FakeLink, FakePeer
 
-from htlc.graph import ChannelGraph
-
 from channels.features import Feature, Features
 from channels.peer import DEFAULT_FEATURES
 from htlc.gossip import (
@@ -28,6 +26,7 @@ from htlc.gossip import (
 )
 from htlc.gossip_node import FILTER_SLACK_S, GossipNode
 from htlc.gossip_queries import GossipTimestampFilter
+from htlc.graph import ChannelGraph
 
 SCID2 = SCID - (1 << 16)  # the block's transaction before: the fake chain has the same funding output there
 
@@ -79,7 +78,7 @@ GRAPH = [announcement(), update(0), update(1), announcement(SCID2), update(0, sc
 
 
 async def test_an_up_to_date_node_asks_for_nothing(tmp_path: Path) -> None:
-    dx, x, p1, dy, y, q1, y_at_x, x_at_y = await _two(tmp_path)
+    _, x, p1, dy, y, q1, y_at_x, x_at_y = await _two(tmp_path)
     await _feed(x, p1, GRAPH)
     await _feed(y, q1, GRAPH)
     seen = await _sync(x, y, y_at_x, x_at_y)
@@ -94,7 +93,7 @@ async def test_an_up_to_date_node_asks_for_nothing(tmp_path: Path) -> None:
 
 
 async def test_one_changed_update_is_asked_for_alone(tmp_path: Path) -> None:
-    dx, x, p1, dy, y, q1, y_at_x, x_at_y = await _two(tmp_path)
+    _, x, p1, _, y, q1, y_at_x, x_at_y = await _two(tmp_path)
     await _feed(x, p1, GRAPH)
     await _feed(y, q1, GRAPH)
     newer = update(1, scid=SCID2, timestamp=GRAPH[5].timestamp + 5, fee_base_msat=7)
@@ -110,7 +109,7 @@ async def test_one_changed_update_is_asked_for_alone(tmp_path: Path) -> None:
 
 async def test_a_re_signed_update_with_the_same_content_is_not_fetched(tmp_path: Path) -> None:
     """A newer timestamp with an equal checksum (a keep-alive refresh) is not worth a query (BOLT 7 SHOULD)."""
-    dx, x, p1, dy, y, q1, y_at_x, x_at_y = await _two(tmp_path)
+    _, x, p1, _, y, q1, y_at_x, x_at_y = await _two(tmp_path)
     await _feed(x, p1, GRAPH)
     await _feed(y, q1, GRAPH)
     await _feed(x, p1, [update(0, timestamp=GRAPH[1].timestamp + 60)])
@@ -119,7 +118,7 @@ async def test_a_re_signed_update_with_the_same_content_is_not_fetched(tmp_path:
 
 
 async def test_without_the_peers_gossip_queries_ex_plain_queries(tmp_path: Path) -> None:
-    dx, x, p1, dy, y, q1, y_at_x, x_at_y = await _two(tmp_path, their_ex=False)
+    _, x, p1, dy, y, q1, y_at_x, x_at_y = await _two(tmp_path, their_ex=False)
     await _feed(x, p1, GRAPH)
     await _feed(y, q1, GRAPH[:3])  # Y lacks SCID2
     seen = await _sync(x, y, y_at_x, x_at_y)
@@ -133,7 +132,7 @@ async def test_without_the_peers_gossip_queries_ex_plain_queries(tmp_path: Path)
 
 
 async def test_our_node_announcement_advertises_gossip_queries_ex(tmp_path: Path) -> None:
-    d, g, _, _ = _gossip(tmp_path)
+    d, _, _, _ = _gossip(tmp_path)
     assert d.features.is_optional(Feature.gossip_queries_ex) and d.features.has(Feature.gossip_queries)
     assert Features.from_bytes(d.features.to_bytes()).has(Feature.gossip_queries_ex)
     assert not DEFAULT_FEATURES.set_optional(Feature.gossip_queries_ex).missing_dependencies()
