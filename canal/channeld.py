@@ -33,6 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="first start only: restore the node (wallet, node id, channel keys) from this seed")
     ap.add_argument("--mpp-timeout", type=float, default=120.0, metavar="SECONDS",
                     help="fail an incomplete multi-part payment's parts with mpp_timeout after this long (lnd: 120)")
+    ap.add_argument("--hold-expiry-delta", type=int, default=12, metavar="BLOCKS",
+                    help="cancel a hold invoice when a held HTLC expires within this many blocks "
+                         "(lnd's invoices.holdexpirydelta: 12)")
+    ap.add_argument("--dust-threshold", type=int, default=500_000, metavar="SAT",
+                    help="max dust HTLC exposure of a channel: a dust HTLC that would pass it is not offered, and "
+                         "an incoming one is failed back (lnd's dust-threshold: 500000)")
     ap.add_argument("--chan-disable-timeout", default="20m", metavar="DURATION",
                     help="announce a public channel disabled once its peer has been away this long (lnd: 20m)")
     ap.add_argument("--chan-enable-timeout", default="19m", metavar="DURATION",
@@ -60,6 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.mpp_timeout <= 0:
         ap.error("--mpp-timeout must be positive")
     node.mpp_timeout_s = ns.mpp_timeout
+    if ns.hold_expiry_delta < 0:
+        ap.error("--hold-expiry-delta must not be negative")
+    node.hold_expiry_delta = ns.hold_expiry_delta
+    if ns.dust_threshold < 0:
+        ap.error("--dust-threshold must not be negative")
+    from channels import dust
+
+    dust.MAX_DUST_HTLC_EXPOSURE_MSAT = ns.dust_threshold * 1000
     if not 1 <= ns.default_remote_max_htlcs <= 483:
         ap.error("--default-remote-max-htlcs must be between 1 and 483 (BOLT 2)")
     node.channels.max_accepted_htlcs = ns.default_remote_max_htlcs

@@ -245,6 +245,8 @@ def test_held_htlcs_near_their_expiry_are_failed_back(tmp_path: Path) -> None:
 # --- integration: two channelds ---------------------------------------------------------------------------------
 
 IN_FLIGHT, SUCCEEDED, FAILED = ln.Payment.IN_FLIGHT, ln.Payment.SUCCEEDED, ln.Payment.FAILED
+BOB_DUST_THRESHOLD_SAT = 400
+"""bob fails back an incoming dust HTLC above this exposure (alice, at lnd's 500,000 sat, offers it)."""
 
 
 class Node:
@@ -314,7 +316,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory):
     chain = ChainProcess(tmp / "chain").start()
     chain.generate(101)
     alice_p = LightningProcess(tmp / "alice", chain).start()
-    bob_p = LightningProcess(tmp / "bob", chain).start()
+    bob_p = LightningProcess(tmp / "bob", chain, extra_args=["--dust-threshold", str(BOB_DUST_THRESHOLD_SAT)]).start()
     alice, bob = Node(alice_p), Node(bob_p)
     try:
         addr = alice.rpc.NewAddress(ln.NewAddressRequest()).address
@@ -440,3 +442,14 @@ def test_held_htlc_survives_sigkill_and_expiry_cancels(pair) -> None:
     final = payment.final()
     assert final.status == FAILED and final.failure_reason == ln.FAILURE_REASON_INCORRECT_PAYMENT_DETAILS
     assert len(bob.rpc.ListChannels(ln.ListChannelsRequest(active_only=True)).channels) == 1
+
+
+def test_incoming_dust_over_the_receivers_threshold_is_failed_back(pair) -> None:
+    _chain, alice, bob = pair
+    added = bob.rpc.AddInvoice(ln.Invoice(value=BOB_DUST_THRESHOLD_SAT + 100))  # trimmed: below the 546 sat dust limit
+    final = Payment(alice, added.payment_request).final()
+    assert final.status == FAILED
+    assert final.htlcs[-1].failure.code == ln.Failure.TEMPORARY_CHANNEL_FAILURE
+    assert final.htlcs[-1].failure.failure_source_index == 1  # bob, the final hop, failed it back
+    assert bob.invoice(added.r_hash).state == ln.Invoice.OPEN
+    assert len(bob.rpc.ListChannels(ln.ListChannelsRequest(active_only=True)).channels) == 1  # the channel stays up
