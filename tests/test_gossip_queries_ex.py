@@ -11,22 +11,28 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from test_bolt7 import SCID, announcement, node_ann, update
+import vectors
+from test_bolt7 import NOW, SCID, announcement, funding_output, node_ann, update
 from test_gossip_node import FakeDaemon, FakeLink, FakePeer
 
 from channels.features import Feature, Features
 from channels.peer import DEFAULT_FEATURES
+from channels.wire import decode_message
 from htlc.gossip import (
     QUERY_FLAG_CHANNEL_UPDATE_2,
+    QUERY_FLAGS_ALL,
     QUERY_OPTION_CHECKSUMS,
     QUERY_OPTION_TIMESTAMPS,
     QueryChannelRange,
     QueryShortChannelIds,
     ReplyChannelRange,
+    ReplyShortChannelIdsEnd,
+    channel_update_checksum,
 )
 from htlc.gossip_node import FILTER_SLACK_S, GossipNode
 from htlc.gossip_queries import GossipTimestampFilter
-from htlc.graph import ChannelGraph
+from htlc.gossip_sync import GossipConfig, GossipStore
+from htlc.graph import ChannelGraph, short_channel_id_from_parts
 
 SCID2 = SCID - (1 << 16)  # the block's transaction before: the fake chain has the same funding output there
 
@@ -140,3 +146,66 @@ async def test_our_node_announcement_advertises_gossip_queries_ex(tmp_path: Path
     bare = FakeDaemon(tmp_path)
     GossipNode(bare, ChannelGraph())  # type: ignore[arg-type]
     assert not bare.features  # no gossip_queries here: no gossip_queries_ex either
+
+
+# --- the store answering (and asking with) the extended-queries vectors' messages ------------------------------
+
+VECTORS: list[dict[str, Any]] = vectors.load_json("bolts", "bolt07", "extended-queries.json")
+
+
+def _vector(index: int) -> Any:
+    return decode_message(bytes.fromhex(VECTORS[index]["hex"]))
+
+
+VECTOR_CHAIN = bytes.fromhex(VECTORS[0]["msg"]["chainHash"])
+"""The vectors' chain_hash: regtest's genesis hash in display order (BOLT 7 wants the internal order)."""
+
+
+def _store_with(*channels: tuple[int, int, int]) -> GossipStore:
+    """A store of the vectors' chain holding ``(short_channel_id, timestamp_1, timestamp_2)`` channels
+    (0: no update that way)."""
+    store = GossipStore(VECTOR_CHAIN, config=GossipConfig(stale_after_s=None))
+    for scid, t1, t2 in channels:
+        assert store.handle(announcement(scid, chain=VECTOR_CHAIN), NOW, lambda _s: funding_output()).accepted
+        for d, t in ((0, t1), (1, t2)):
+            if t:
+                u = update(d, timestamp=t, scid=scid, chain_hash=VECTOR_CHAIN)
+                assert store.handle(u, t, lambda _s: None).accepted
+    return store
+
+
+def test_the_vectors_query_channel_range_gets_timestamps_and_checksums() -> None:
+    query = _vector(1)  # blocks 35000..35099, WANT_TIMESTAMPS | WANT_CHECKSUMS
+    assert isinstance(query, QueryChannelRange) and query.wants_timestamps and query.wants_checksums
+    inside, outside = short_channel_id_from_parts(35050, 3, 0), short_channel_id_from_parts(35100, 0, 0)
+    store = _store_with((inside, NOW, 0), (outside, NOW, NOW))
+    result = store.handle(query, NOW, lambda _s: None)
+    (reply,) = result.reply
+    assert isinstance(reply, ReplyChannelRange) and reply.short_channel_ids == (inside,)
+    assert reply.timestamps is not None and reply.timestamps.values == ((NOW, 0),)
+    mine = store.channel_update(inside, 0)
+    assert mine is not None and reply.checksums == ((channel_update_checksum(mine), 0),)
+    assert decode_message(reply.encode()) == reply
+
+
+def test_the_vectors_query_short_channel_ids_flags_are_honoured() -> None:
+    for index in (8, 9):  # flags [1, 2, 4]: only the third id is ours, and it asks for channel_update 2 alone
+        query = _vector(index)
+        assert isinstance(query, QueryShortChannelIds)
+        ours = query.short_channel_ids[2]
+        store = _store_with((ours, NOW, NOW + 1))
+        reply = store.handle(query, NOW + 1, lambda _s: None).reply
+        assert reply == (store.channel_update(ours, 1), ReplyShortChannelIdsEnd(VECTOR_CHAIN, 1))
+
+
+def test_the_vectors_reply_channel_range_makes_us_ask_for_what_is_newer_there() -> None:
+    reply = _vector(4)  # three ids with timestamps and checksums
+    assert isinstance(reply, ReplyChannelRange) and reply.timestamps is not None
+    same_or_older, mixed, unknown = reply.short_channel_ids
+    (t1a, t2a), (t1b, t2b), _ = reply.timestamps.values
+    store = _store_with((same_or_older, t1a + 10, t2a), (mixed, t1b, t2b - 10))
+    query = store.query_for_reply(reply, with_flags=True)
+    assert query is not None and query.short_channel_ids == (mixed, unknown)
+    assert query.query_flags is not None and query.query_flags.values == (QUERY_FLAG_CHANNEL_UPDATE_2, QUERY_FLAGS_ALL)
+    plain = store.query_for_reply(reply, with_flags=False)
+    assert plain is not None and plain.short_channel_ids == (unknown,) and plain.query_flags is None
