@@ -178,8 +178,11 @@ class GossipNode:
     async def _status_ticks(self) -> None:
         while True:
             await trio.sleep(self.status.config.sample_interval_s)
-            async with self._lock:
-                await self._announce_status(self.status.tick(self.node.clock()), "detected")
+            try:
+                async with self._lock:
+                    await self._announce_status(self.status.tick(self.node.clock()), "detected")
+            except Exception:  # a bug must cost this round, not the daemon
+                log.exception("channel status round failed")
 
     # --- peers' messages ------------------------------------------------------------------------------------
 
@@ -565,7 +568,10 @@ class GossipNode:
             if mc is None:
                 continue
             log.info("announcing channel %s %s [%s]", a.channel_point, "disabled" if a.disabled else "enabled", why)
-            await self.send_channel_update(mc)
+            try:
+                await self.send_channel_update(mc)
+            except PeerLinkError as e:  # it is applied and queued; only the direct copy to the peer was lost
+                log.info("channel_update of %s to its peer failed: %s", a.channel_point, e.reason)
 
     async def update_chan_status(self, channel_point: str, action: ChanStatusAction) -> None:
         """``UpdateChanStatus``: enable, disable (sticks until enable or auto) or auto; raises ChanStatusError."""
