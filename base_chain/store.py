@@ -42,15 +42,27 @@ def open_db(path: Path | str) -> sqlite3.Connection:
 
 
 @contextmanager
-def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT on an autocommit connection: everything inside lands together or not at all."""
-    conn.execute("BEGIN IMMEDIATE")
+def write_transaction(conn: sqlite3.Connection, durable: bool = True) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT on an autocommit connection: everything inside lands together or not at all.
+
+    ``durable=False`` commits without an fsync (``synchronous=NORMAL`` for this one commit): the write
+    survives the process being killed, and the next durable commit on the database (WAL: one fsync
+    covers every frame before it) makes it survive a power cut too. Only for a write nothing is
+    promised on until a later durable one.
+    """
+    if not durable:
+        conn.execute("PRAGMA synchronous=NORMAL")
     try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        if not durable:
+            conn.execute("PRAGMA synchronous=FULL")
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,7 @@ from channels.effects import (  # noqa: E402
     IncomingHtlc,
     Persist,
     SendMessage,
+    must_write,
 )
 from channels.features import Feature, Features  # noqa: E402
 from channels.keys import ChannelSecrets, derive_channel_keys  # noqa: E402
@@ -177,11 +178,15 @@ class Harness:
 
     def run(self, node: Node, effects: list[Effect]) -> None:
         """Carry out effects in order, as ChannelManager._apply does: Persist is durable before what follows."""
-        for e in effects:
+        for i, e in enumerate(effects):
             if isinstance(e, Persist):
+                if not must_write(e, effects[i + 1:]):
+                    continue
                 t0 = time.perf_counter()
                 old = node.channel.temporary_channel_id
-                node.store.save_channel(e.channel_id, node.peer, node.channel.keys_id, e.state, old_id=old)
+                state, blobs = e.parts
+                node.store.save_channel(e.channel_id, node.peer, node.channel.keys_id, state, old_id=old,
+                                        blobs=blobs)
                 node.commits += 1
                 if e.revoked is not None:
                     node.store.add_revoked(e.channel_id, e.revoked.commitment_number, _revoked_dict(e.revoked))

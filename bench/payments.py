@@ -1,14 +1,15 @@
 """Payments per second between two `canal channeld` daemons over one channel.
 
-    python bench/payments.py [--payments 1000] [--inflight 25] [--backend NAME] [--profile DIR]
+    python bench/payments.py [--payments 1000] [--inflight 60] [--max-htlcs 483] [--backend NAME] [--profile DIR]
 
 For each crypto backend (or the one given), it starts a regtest `canal chaind` and
 two `canal channeld` (alice, bob) on 127.0.0.1 with CANAL_CRYPTO set, opens one
 1,000,000 sat channel alice -> bob, and sends `--payments` keysend payments of
 1 sat (+ a few msat) from alice to bob through the Router `SendPaymentV2` gRPC
-API, with `--inflight` calls in flight at any time (one client thread each;
-the peer accepts at most 30 HTLCs by default, and one being settled still
-counts). A warm-up of
+API, with `--inflight` calls in flight at any time (one client thread each).
+Both daemons run with `--default-remote-max-htlcs` = `--max-htlcs` (lnd's
+default, 483; Canal's is 30 like Core Lightning and eclair): an HTLC being
+settled still counts against it, so 30 allows only ~12 payments in flight. A warm-up of
 `--inflight` payments runs first and is not counted.
 
 It prints payments/s (wall time of the measured payments), the p50/p99 latency
@@ -61,7 +62,7 @@ CHANNEL_SAT = 1_000_000
 class Net:
     """chaind + alice + bob with one active channel alice -> bob."""
 
-    def __init__(self, root: Path, backend: str) -> None:
+    def __init__(self, root: Path, backend: str, max_htlcs: int) -> None:
         self.counters = root / "counters"
         self.counters.mkdir(parents=True)
         os.environ["CANAL_CRYPTO"] = backend
@@ -69,8 +70,9 @@ class Net:
         os.environ["PYTHONPATH"] = os.pathsep.join(
             [str(HERE / "hooks"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
         self.chain = ChainProcess(root / "chain")
-        self.alice = LightningProcess(root / "alice", self.chain, alias="alice")
-        self.bob = LightningProcess(root / "bob", self.chain, alias="bob")
+        limit = ["--default-remote-max-htlcs", str(max_htlcs)]
+        self.alice = LightningProcess(root / "alice", self.chain, alias="alice", extra_args=limit)
+        self.bob = LightningProcess(root / "bob", self.chain, alias="bob", extra_args=limit)
         self.procs: list[Any] = []
 
     def start(self) -> None:
@@ -195,9 +197,9 @@ def stop_profilers(spies: list[subprocess.Popen[bytes]]) -> None:
             p.wait(5)
 
 
-def run(backend: str, payments: int, inflight: int, profile: Path | None) -> None:
+def run(backend: str, payments: int, inflight: int, max_htlcs: int, profile: Path | None) -> None:
     root = Path(tempfile.mkdtemp(prefix=f"canal-bench-pay-{backend}-"))
-    net = Net(root, backend)
+    net = Net(root, backend, max_htlcs)
     try:
         net.start()
         alice_before, bob_before = local_msat(net.alice), local_msat(net.bob)
@@ -225,7 +227,7 @@ def run(backend: str, payments: int, inflight: int, profile: Path | None) -> Non
         user, system = ((a - b) / payments * 1000 for a, b in zip(cpu_after, cpu_before))
         cpu = user + system
         print(f"{backend:<10} {payments / elapsed:>10,.1f} {p50:>8.1f} {p99:>8.1f} {per['sign']:>8.2f} "
-              f"{per['verify']:>8.2f} {per['commits']:>9.2f} {cpu:>8.1f}   {payments} payments, {inflight} in flight, "
+              f"{per['verify']:>8.2f} {per['commits']:>9.2f} {cpu:>8.1f}   {payments} payments, {inflight} in flight (max {max_htlcs} HTLCs), "
               f"{elapsed:.1f} s; cpu {user:.1f} ms user + {system:.1f} ms system")
         for k in sorted(per, key=lambda k: -per[k]):
             if k.startswith("commit: ") and per[k] >= 0.05:
@@ -238,8 +240,9 @@ def run(backend: str, payments: int, inflight: int, profile: Path | None) -> Non
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--payments", type=int, default=1000)
-    ap.add_argument("--inflight", type=int, default=12,
-                    help="SendPaymentV2 calls in flight (HTLCs being removed still count against the peer's 30)")
+    ap.add_argument("--inflight", type=int, default=60, help="SendPaymentV2 calls in flight")
+    ap.add_argument("--max-htlcs", type=int, default=483,
+                    help="--default-remote-max-htlcs of both daemons (HTLCs being removed still count)")
     ap.add_argument("--backend", choices=["ecdsa", "coincurve"], help="default: every installed backend")
     ap.add_argument("--profile", type=Path, help="write py-spy profiles of both daemons here")
     args = ap.parse_args()
@@ -251,7 +254,7 @@ def main() -> None:
           " on 2 free cores the CPU alone would allow at most 2000 / (cpu ms/pay) payments/s)")
     backends = [args.backend] if args.backend else crypto.available_backends()
     for backend in backends:
-        run(backend, args.payments, args.inflight, args.profile)
+        run(backend, args.payments, args.inflight, args.max_htlcs, args.profile)
     print("anchor (issue 6): eclair ~89 payments/s on 8 vCPUs; goal here >= 100/s (ecdsa), >= 500/s (coincurve)")
 
 

@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dust.MAX_DUST_HTLC_EXPOSURE_MSAT = ns.dust_threshold * 1000
     if not 1 <= ns.default_remote_max_htlcs <= 483:
         ap.error("--default-remote-max-htlcs must be between 1 and 483 (BOLT 2)")
-    node.channels.max_accepted_htlcs = ns.default_remote_max_htlcs
+    node.max_accepted_htlcs = ns.default_remote_max_htlcs
     from htlc.chan_status import ChanStatusConfig, ChanStatusError, parse_duration
 
     try:

@@ -10,6 +10,10 @@ carries out **in order**:
   depend on the state it records (a received commitment before the
   ``revoke_and_ack`` that revokes the previous one; an offered HTLC before the
   ``update_add_htlc``; a revocation secret before anything that follows it).
+  Its :class:`Durability` says when writing it may be left out: a state that
+  differs from the last one written only by uncommitted updates (BOLT 2: the
+  peer's are retransmitted after a reconnection, ours re-offered or failed by
+  the payment layer) need not be on disk on its own.
 * :class:`SendMessage` goes to the peer on the channel's connection.
 * :class:`Broadcast` hands a transaction to the chain backend.
 * :class:`WatchOutpoint` asks the chain watcher to report confirmations of the
@@ -34,7 +38,11 @@ Errors, by whose fault they are (as LDK classifies them):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import enum
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from base_chain.tx import OutPoint, Transaction
 
@@ -48,6 +56,9 @@ __all__ = [
     "CloseChannel",
     "SendMessage",
     "Persist",
+    "Durability",
+    "must_write",
+    "join_snapshot",
     "Broadcast",
     "WatchOutpoint",
     "FailChannel",
@@ -121,6 +132,21 @@ class SendMessage:
     message: Message
 
 
+class Durability(enum.IntEnum):
+    """How much a :class:`Persist` matters on its own (the host may skip writing the lesser ones)."""
+
+    #: Durable before any later effect (commitments, revocations, closing, everything but the below).
+    REQUIRED = 0
+    #: Only uncommitted updates *we* proposed changed (``update_add_htlc``, ``update_fulfill_htlc``,
+    #: ``update_fail_htlc``...): a later Persist of the channel in the same list of effects covers it,
+    #: and no ``commitment_signed`` goes out before that one. Without a later one it is written,
+    #: unless the caller can lose the update (a payer re-offers or fails an HTLC missing after a restart).
+    SUPERSEDED = 1
+    #: Only uncommitted updates the *peer* proposed changed: after a restart that lost them the peer
+    #: retransmits them (BOLT 2 ``channel_reestablish``), so this state need not be written at all.
+    OPTIONAL = 2
+
+
 @dataclass(frozen=True)
 class Persist:
     """Write the channel's snapshot durably before carrying out any later effect.
@@ -132,12 +158,48 @@ class Persist:
     ``commitment_signed``, the peer's when we are about to send one), in order;
     ``revoked`` is set when the peer has just revoked a commitment (append-only
     data to punish a broadcast of it).
+
+    A channel node stores ``parts``: the snapshot without its ``blobs`` (the long strings,
+    onions mostly), and the blobs by key, each stored once while the snapshot refers to it
+    (channels/snapshot.py). ``durability`` below REQUIRED: see :func:`must_write`; the
+    snapshot of such a Persist is only serialised if the host reads it (when it writes it).
     """
 
     channel_id: bytes
-    state: bytes
+    snapshot: Callable[[], tuple[bytes, dict[str, str]]] = field(repr=False, compare=False)
     revoked: RevokedCommitment | None = None
     commitments: tuple[CommitmentInfo, ...] = ()
+    durability: Durability = Durability.REQUIRED
+
+    @cached_property
+    def parts(self) -> tuple[bytes, dict[str, str]]:
+        return self.snapshot()
+
+    @property
+    def state(self) -> bytes:
+        """The whole snapshot in one piece (``Channel.to_bytes()``'s form)."""
+        body, blobs = self.parts
+        return join_snapshot(body, blobs)
+
+
+def join_snapshot(body: bytes, blobs: Mapping[str, str]) -> bytes:
+    """A snapshot stored in parts (:attr:`Persist.parts`) in one piece, as ``Channel.from_bytes`` reads it."""
+    d = json.loads(body)
+    d["blobs"] = dict(blobs)
+    return json.dumps(d, separators=(",", ":"), sort_keys=True).encode()
+
+
+def must_write(persist: Persist, rest: Sequence[object], own_updates_recoverable: bool = False) -> bool:
+    """Whether the host must write ``persist``, ``rest`` being the effects after it in the same list.
+
+    ``own_updates_recoverable``: the caller copes with losing the updates *we* proposed in a crash
+    (a payer fails or re-offers an attempt whose HTLC id is at or past the channel's next one).
+    """
+    if persist.durability is Durability.REQUIRED:
+        return True
+    if persist.durability is Durability.OPTIONAL or own_updates_recoverable:
+        return False
+    return not any(isinstance(e, Persist) and e.channel_id == persist.channel_id for e in rest)
 
 
 @dataclass(frozen=True)

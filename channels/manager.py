@@ -45,6 +45,7 @@ from .effects import (
     Persist,
     SendMessage,
     WatchOutpoint,
+    must_write,
 )
 from .keys import ChannelSecrets, derive_channel_keys
 from .messages import ChannelMessage, OpenChannel
@@ -146,6 +147,9 @@ class ChannelManager:
         self._restored_actions: list[tuple[bytes, HostAction]] = []
         self.crash = CrashPoint.from_env()
         self._trigger = "command"
+        #: How many HTLCs we let the peer of a new channel have pending on our commitment (the node's
+        #: --default-remote-max-htlcs, as lnd's; BOLT 2 caps it at 483).
+        self.max_accepted_htlcs = ChannelConfig().max_accepted_htlcs
 
     # --- lifecycle --------------------------------------------------------------------------------------
 
@@ -333,7 +337,8 @@ class ChannelManager:
             secrets=self.secrets(index), keys_id=index, chain_hash=self.d.params.genesis_hash,
             local_features=self.d.features, remote_features=their.all_features if their else self.d.features,
             shutdown_scriptpubkey=self.d.wallet.get_change_script(),
-            config=ChannelConfig(announce_channel=msg.announce_channel),  # the funder's channel_flags decide
+            # the funder's channel_flags decide whether it is announced
+            config=ChannelConfig(announce_channel=msg.announce_channel, max_accepted_htlcs=self.max_accepted_htlcs),
         )
         mc = ManagedChannel(channel, key, index)
         self.channels[msg.temporary_channel_id] = mc
@@ -354,15 +359,19 @@ class ChannelManager:
                 temporary_channel_id=os.urandom(32), funding_sat=funding_sat, feerate_per_kw=feerate_per_kw,
                 local_features=self.d.features, remote_features=their.all_features if their else self.d.features,
                 shutdown_scriptpubkey=self.d.wallet.get_change_script(), push_msat=push_msat,
-                config=ChannelConfig(announce_channel=announce),
+                config=ChannelConfig(announce_channel=announce, max_accepted_htlcs=self.max_accepted_htlcs),
             )
             mc = ManagedChannel(channel, peer_key, index)
             self.channels[channel.channel_id] = mc
             await self._apply(mc, effects)
             return mc
 
-    async def command(self, mc: ManagedChannel, fn: Callable[[Channel], list[Effect]]) -> None:
+    async def command(self, mc: ManagedChannel, fn: Callable[[Channel], list[Effect]],
+                      own_updates_recoverable: bool = False) -> None:
         """Run a channel API call (add_htlc, sign, shutdown, ...) and carry out its effects.
+
+        ``own_updates_recoverable``: the caller copes with a crash losing the updates it proposed
+        before they are signed (:func:`channels.effects.must_write`), so they are not written alone.
 
         ChannelError once the funding output is spent on chain: the channel state machine does not
         know of a close the peer published, and an HTLC settled in it would reach nobody (a preimage
@@ -370,7 +379,7 @@ class ChannelManager:
         async with self._lock:
             if mc.watch is not None and mc.watch.spent_by is not None:
                 raise ChannelError(f"channel closed on chain by {mc.watch.spent_by[::-1].hex()}")
-            await self._apply(mc, fn(mc.channel))
+            await self._apply(mc, fn(mc.channel), own_updates_recoverable)
 
     # --- the chain ---------------------------------------------------------------------------------------
 
@@ -575,14 +584,18 @@ class ChannelManager:
 
     # --- carrying out effects ---------------------------------------------------------------------------
 
-    async def _apply(self, mc: ManagedChannel, effects: list[Effect]) -> None:
+    async def _apply(self, mc: ManagedChannel, effects: list[Effect], own_updates_recoverable: bool = False) -> None:
         queue = list(effects)
         while queue:
             eff = queue.pop(0)
             if isinstance(eff, Persist):
+                if not must_write(eff, queue, own_updates_recoverable):
+                    continue
                 old = mc.channel.temporary_channel_id
                 revoked = None if eff.revoked is None else (eff.revoked.commitment_number, _revoked_dict(eff.revoked))
-                self.store.save_channel(eff.channel_id, mc.peer, mc.index, eff.state, old_id=old, revoked=revoked)
+                state, blobs = eff.parts
+                self.store.save_channel(eff.channel_id, mc.peer, mc.index, state,
+                                        old_id=old if old in self.channels else None, revoked=revoked, blobs=blobs)
                 if eff.channel_id != old and old in self.channels:
                     del self.channels[old]
                 self.channels[eff.channel_id] = mc

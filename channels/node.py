@@ -25,10 +25,13 @@ class ChannelNode(LightningDaemon):
     """A `LightningDaemon` that runs payment channels with its peers."""
 
     channels: ChannelManager
+    #: ``max_accepted_htlcs`` we offer in new channels (``--default-remote-max-htlcs``).
+    max_accepted_htlcs: int = 30
 
     def setup(self) -> None:
         self.channel_store = ChannelStore(self.datadir / "channels.sqlite")
         self.channels = ChannelManager(self, self.channel_store, bytes.fromhex(self.wallet.seed_hex()))
+        self.channels.max_accepted_htlcs = self.max_accepted_htlcs
         self.channels.load()
         self.message_handlers.append(self.channels.peer_message)
         self.peer_handlers.append(self.channels.peer_changed)

@@ -30,12 +30,17 @@ Bytes are hex; amounts are integers (msat in channels, sat on chain).
 Long strings are stored once: the same update_add_htlc (with its 1,366-byte onion)
 is in up to four specs and an update log, so inside ``commitments`` every string of
 ``_INTERN_MIN`` characters or more (and any string starting with ``@``) is replaced
-by ``"@<n>"``, an index into the top-level list ``blobs``. A snapshot without
-``blobs`` (written before) has no references and loads as it is.
+by ``"@<key>"``, ``key`` being the first 12 bytes of the string's SHA-256 in hex, and
+the top-level ``blobs`` maps keys to strings. :func:`channel_snapshot` returns the
+two apart, so the host can store each string once for as long as the channel
+refers to it (a node with hundreds of HTLCs in flight writes a few kilobytes per
+update, not the onions of all of them). Snapshots written before: ``blobs`` a list
+(``"@<n>"`` an index into it), or absent (no references); both load as they are.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 from base_chain.tx import Transaction
@@ -51,7 +56,7 @@ from .wire import decode_message
 if TYPE_CHECKING:
     from .state import Channel
 
-__all__ = ["SNAPSHOT_VERSION", "channel_to_dict", "channel_from_dict"]
+__all__ = ["SNAPSHOT_VERSION", "channel_to_dict", "channel_snapshot", "channel_from_dict"]
 
 SNAPSHOT_VERSION = 1
 _INTERN_MIN = 200  # characters: anything shorter costs more as a reference than as itself
@@ -87,6 +92,18 @@ def _uhx(s: str | None) -> bytes | None:
 
 
 def channel_to_dict(ch: Channel) -> dict[str, Any]:
+    """The whole snapshot, ``blobs`` included."""
+    body, blobs = channel_snapshot(ch, {})
+    body["blobs"] = blobs
+    return body
+
+
+def channel_snapshot(ch: Channel, keys: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The snapshot without its ``blobs``, and the blobs it refers to (key -> string).
+
+    ``keys`` (string -> key) remembers the keys of the last call's strings: pass the same dict
+    every time; it is replaced in place by this call's.
+    """
     assert ch.commitments is not None
     d: dict[str, Any] = {name: getattr(ch, name) for name in _PLAIN}
     d.update({name: _hx(getattr(ch, name)) for name in _HEX})
@@ -102,35 +119,40 @@ def channel_to_dict(ch: Channel) -> dict[str, Any]:
         closing_signed_sent=None if sent is None else sent.encode().hex(),
         closing_tx=None if tx is None else tx.hex(),
     )
-    blobs: list[str] = []
-    d["commitments"] = _intern(ch.commitments.to_dict(), blobs, {})
-    d["blobs"] = blobs
-    return d
+    blobs: dict[str, str] = {}
+    used: dict[str, str] = {}
+    d["commitments"] = _intern(ch.commitments.to_dict(), blobs, keys, used)
+    keys.clear()
+    keys.update(used)
+    return d, blobs
 
 
-def _intern(value: Any, blobs: list[str], index: dict[str, int]) -> Any:
+def _intern(value: Any, blobs: dict[str, str], known: dict[str, str], used: dict[str, str]) -> Any:
     if isinstance(value, str):
         if len(value) < _INTERN_MIN and not value.startswith("@"):
             return value
-        n = index.get(value)
-        if n is None:
-            n = index[value] = len(blobs)
-            blobs.append(value)
-        return f"@{n}"
+        key = used.get(value)
+        if key is None:
+            key = known.get(value)
+            if key is None:
+                key = hashlib.sha256(value.encode()).hexdigest()[:24]
+            used[value] = key
+            blobs[key] = value
+        return f"@{key}"
     if isinstance(value, list):
-        return [_intern(v, blobs, index) for v in value]
+        return [_intern(v, blobs, known, used) for v in value]
     if isinstance(value, dict):
-        return {k: _intern(v, blobs, index) for k, v in value.items()}
+        return {k: _intern(v, blobs, known, used) for k, v in value.items()}
     return value
 
 
-def _resolve(value: Any, blobs: list[str]) -> Any:
+def _resolve(value: Any, blobs: list[str] | dict[str, str]) -> Any:
     if isinstance(value, str):
         if not value.startswith("@"):
             return value
         try:
-            return blobs[int(value[1:])]
-        except (ValueError, IndexError):
+            return blobs[value[1:]] if isinstance(blobs, dict) else blobs[int(value[1:])]
+        except (ValueError, IndexError, KeyError):
             raise ValueError(f"snapshot: bad blob reference {value[:20]!r}") from None
     if isinstance(value, list):
         return [_resolve(v, blobs) for v in value]

@@ -38,7 +38,8 @@ from .transactions import (
     HtlcDirection,
     commitment_fee_sat,
     commitment_number_obscure_factor,
-    htlc_is_trimmed,
+    htlc_success_fee_sat,
+    htlc_timeout_fee_sat,
 )
 from .wire import Message, decode_message
 
@@ -360,7 +361,14 @@ def reduce(spec: Spec, owner_changes: Sequence[UpdateMessage], other_changes: Se
 
 
 def _untrimmed(spec: Spec, feerate: int, dust_limit_sat: int, channel_type: ChannelType) -> int:
-    return sum(1 for h in spec.htlcs if not htlc_is_trimmed(h.commitment_htlc(), feerate, dust_limit_sat, channel_type))
+    """How many HTLCs of ``spec`` get an output (``htlc_is_trimmed`` false), one threshold per direction."""
+    if not spec.htlcs:
+        return 0
+    # amount_msat // 1000 < n  <=>  amount_msat < n * 1000
+    offered_min = (dust_limit_sat + htlc_timeout_fee_sat(feerate, channel_type)) * 1000
+    received_min = (dust_limit_sat + htlc_success_fee_sat(feerate, channel_type)) * 1000
+    return sum(1 for h in spec.htlcs
+               if h.add.amount_msat >= (offered_min if h.direction is _OFFERED else received_min))
 
 
 def commit_tx_fee_msat(

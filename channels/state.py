@@ -48,6 +48,7 @@ from .effects import (
     ChannelError,
     CloseChannel,
     Disconnect,
+    Durability,
     Effect,
     FailChannel,
     FundingGenerationReady,
@@ -112,6 +113,10 @@ __all__ = [
     "channel_type_features",
 ]
 
+#: Peer messages whose only change is an uncommitted update: the peer retransmits them after a
+#: reconnection (BOLT 2), so the state they leave need not be written on its own (Durability.OPTIONAL).
+_PEER_UPDATES = (UpdateAddHtlc, UpdateFulfillHtlc, UpdateFailHtlc, UpdateFailMalformedHtlc, UpdateFee)
+
 
 S = ChannelState
 
@@ -164,6 +169,7 @@ class Channel:
         self._opening: Opening | None = None
         self._dirty = False
         self._revoked: RevokedCommitment | None = None
+        self._blob_keys: dict[str, str] = {}  # snapshot strings -> their keys, from the last snapshot
 
     # ==================================================================================
     # construction
@@ -294,13 +300,23 @@ class Channel:
     def _persistable(self) -> bool:
         return self.commitments is not None and self.state not in PRE_FUNDING and self.state is not S.ABANDONED
 
-    def _finish(self, effects: list[Effect]) -> list[Effect]:
-        """Put a Persist of the final state before everything the host will act on."""
+    def _finish(self, effects: list[Effect], durability: Durability = Durability.REQUIRED) -> list[Effect]:
+        """Put a Persist of the final state before everything the host will act on.
+
+        ``durability`` below REQUIRED only when nothing but uncommitted updates changed since the
+        last Persist (see :class:`Durability`); such a snapshot is serialised only if written.
+        """
         revoked, self._revoked = self._revoked, None
         if self._persistable() and (self._dirty or revoked is not None or effects):
             assert self.commitments is not None
             updates, self.commitments.watch_updates = tuple(self.commitments.watch_updates), []
-            effects.insert(0, Persist(self.channel_id, self.to_bytes(), revoked, updates))
+            if revoked is not None or updates:
+                durability = Durability.REQUIRED
+            if durability is Durability.REQUIRED:
+                parts = self.snapshot_parts()
+                effects.insert(0, Persist(self.channel_id, lambda: parts, revoked, updates))
+            else:
+                effects.insert(0, Persist(self.channel_id, self.snapshot_parts, None, (), durability))
         self._dirty = False
         return effects
 
@@ -366,6 +382,8 @@ class Channel:
         handler, allowed = entry
         effects = handler(self, msg)
         assert self.state in allowed, f"{msg.NAME} took {self.state} outside {allowed}"
+        if isinstance(msg, _PEER_UPDATES) and self.state in (S.NORMAL, S.SHUTDOWN):
+            return self._finish(effects, Durability.OPTIONAL)
         return self._finish(effects)
 
     def _on_error(self, msg: ErrorMessage) -> list[Effect]:
@@ -614,11 +632,13 @@ class Channel:
         if not self._can_send:
             raise ChannelError("the peer is not connected")
         add = self._c.send_add(amount_msat, payment_hash, cltv_expiry, onion_routing_packet, path_key)
-        return self._finish([SendMessage(add)])
+        return self._finish([SendMessage(add)], Durability.SUPERSEDED)
 
     def _removal(self, msg: Message) -> list[Effect]:
         self._dirty = True
-        return self._finish([SendMessage(msg)] if self._can_send else [])
+        if not self._can_send:  # queued for the peer's return: on disk
+            return self._finish([])
+        return self._finish([SendMessage(msg)], Durability.SUPERSEDED)
 
     def fulfill_htlc(self, htlc_id: int, payment_preimage: bytes) -> list[Effect]:
         """Settle an incoming HTLC (queued and persisted if the peer is offline)."""
@@ -824,6 +844,11 @@ class Channel:
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True).encode()
+
+    def snapshot_parts(self) -> tuple[bytes, dict[str, str]]:
+        """The snapshot as stored by a channel node: the JSON without ``blobs``, and the blobs (see snapshot.py)."""
+        body, blobs = snapshot.channel_snapshot(self, self._blob_keys)
+        return json.dumps(body, separators=(",", ":"), sort_keys=True).encode(), blobs
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], secrets: ChannelSecrets) -> Channel:

@@ -262,8 +262,11 @@ class PaymentStore:
         """Create the IN_FLIGHT payment; PaymentExists if this hash succeeded or is in flight.
 
         ``settings`` (opaque text, the payer's request) is kept with it: see :meth:`settings`.
+        Not fsync'd on its own: nothing is promised on it before :meth:`add_attempt` or
+        :meth:`fail_payment`, whose durable commit covers it (a power cut before either leaves no
+        payment, or one IN_FLIGHT without attempts, as a crash does: the restart resumes or fails it).
         """
-        with self._tx() as db:
+        with write_transaction(self.conn, durable=False) as db:
             row = db.execute("SELECT status FROM payments WHERE payment_hash = ?", (payment_hash,)).fetchone()
             if row is not None:
                 status = PaymentStatus(row[0])

@@ -232,6 +232,8 @@ _Outcome = tuple[int, bytes | None, AttemptFailure | None]
 """What the driver of a payment hears: (attempt id, preimage, or the failure)."""
 
 RESUME_GRACE_S = 10.0
+#: The scorer is written this long after a payment ends (one write for all that end meanwhile).
+SCORER_SAVE_DELAY_S = 1.0
 """How long a payment resumed at start waits for our channels to be reestablished before its next step."""
 
 
@@ -245,6 +247,7 @@ class Payer:
         self._graph = graph
         self._scorer_path = node.datadir / "mission_control.json"
         self.scorer = scorer if scorer is not None else self._load_scorer()
+        self._scorer_dirty = False
         self.updates: Watchers[bytes, Payment] = Watchers()
         self._drivers: dict[bytes, trio.MemorySendChannel[_Outcome]] = {}
         #: Payments rebuilt at start, waiting for the node to have a peer again (see `reconcile`).
@@ -262,12 +265,27 @@ class Payer:
             log.warning("ignoring %s: %s", self._scorer_path, e)
             return Scorer()
 
-    def save_scorer(self) -> None:
+    def _write_scorer(self, data: bytes) -> None:
         """Persist the scorer's learnings (best effort: losing them costs retries, never money)."""
         try:
-            write_atomic(self._scorer_path, json.dumps(self.scorer.to_dict()).encode(), 0o600)
+            write_atomic(self._scorer_path, data, 0o600)
         except OSError as e:
             log.warning("cannot save %s: %s", self._scorer_path, e)
+
+    def scorer_changed(self) -> None:
+        """Save the scorer SCORER_SAVE_DELAY_S from now, off the event loop, with whatever else changes it
+        meanwhile (a node paying many invoices a second writes it once a second, not once a payment)."""
+        if self._scorer_dirty:
+            return
+        self._scorer_dirty = True
+
+        async def save_later() -> None:
+            await trio.sleep(SCORER_SAVE_DELAY_S)
+            self._scorer_dirty = False
+            data = json.dumps(self.scorer.to_dict()).encode()
+            await trio.to_thread.run_sync(self._write_scorer, data)
+
+        self.node.spawn(save_later)
 
     @property
     def graph(self) -> ChannelGraph:
@@ -368,7 +386,7 @@ class Payer:
                 return False
             if isinstance(decision, Finished):
                 if lc.s.attempts:
-                    self.save_scorer()
+                    self.scorer_changed()
                 if decision.preimage is None:
                     log.info("payment %s failed: %s (%s)", payment_hash.hex(), decision.reason.name, decision.message)
                     self._publish(self.store.fail_payment(payment_hash, decision.reason))
@@ -404,7 +422,9 @@ class Payer:
                 raise
 
         try:
-            await self.node.channels.command(mc, offer)
+            # A crash before the add is signed loses it; `reconcile` then fails the attempt (its HTLC id is
+            # not below the channel's next one), so the add alone need not be written.
+            await self.node.channels.command(mc, offer, own_updates_recoverable=True)
         except ChannelError as e:
             log.info("channel %s refused the HTLC: %s", mc.channel_id.hex(), e.reason)
             lc.launch_failed(shard.shard_id, e.reason)

@@ -37,6 +37,7 @@ from channels.effects import (
     ChannelError,
     ChannelReady,
     Disconnect,
+    Durability,
     Effect,
     FailChannel,
     FundingGenerationReady,
@@ -47,6 +48,7 @@ from channels.effects import (
     Persist,
     SendMessage,
     WatchOutpoint,
+    must_write,
 )
 from channels.features import Feature, Features
 from channels.keys import ChannelSecrets, derive_channel_keys, derive_commitment_keys
@@ -319,7 +321,7 @@ class Pair:
         return self.b if side is self.a else self.a
 
     def run(self, side: Side, effects: list[Effect]) -> None:
-        for e in effects:
+        for i, e in enumerate(effects):
             if self.crash_at is not None and self.effect_count >= self.crash_at:
                 raise Crash
             self.effect_count += 1
@@ -335,9 +337,10 @@ class Pair:
                     key = ("sent by " + side.name, pending.commit.index)
                     assert self.signed.setdefault(key, pending.commit.txid) == pending.commit.txid, key
                 self.other(side).inbox.append(msg)
-            elif isinstance(e, Persist):
+            elif isinstance(e, Persist):  # written as a channel node writes it (a lesser one may be skipped)
                 assert e.channel_id == side.channel.channel_id
-                side.snapshot = e.state
+                if must_write(e, effects[i + 1:]):
+                    side.snapshot = e.state
             elif isinstance(e, Broadcast):
                 side.broadcasts.append(e)
                 side.events.append(e)
@@ -1108,6 +1111,37 @@ def test_persist_comes_before_revoke_and_ack() -> None:
     revoked = effects[0].revoked
     assert revoked.commitment_number == 0
     assert revoked.per_commitment_secret == pair.b.secrets.per_commitment_secret(0)
+
+
+def test_uncommitted_updates_are_not_written_alone() -> None:
+    """Only updates changed: a later Persist covers ours, the peer retransmits its own (BOLT 2)."""
+    pair = Pair()
+    add = pair.a.channel.add_htlc(1_000_000, payment_hash(1), 600_000, ONION)
+    assert isinstance(add[0], Persist) and add[0].durability is Durability.SUPERSEDED
+    assert must_write(add[0], add[1:]) and not must_write(add[0], add[1:], own_updates_recoverable=True)
+    signed = add + pair.a.channel.sign()
+    assert [type(e) for e in signed] == [Persist, SendMessage, Persist, SendMessage]
+    assert not must_write(signed[0], signed[1:]) and must_write(signed[2], signed[3:])
+    assert isinstance(signed[2], Persist) and signed[2].durability is Durability.REQUIRED
+    pair.run(pair.a, signed)
+    assert pair.b.channel.receive(pair.b.inbox.popleft()) == []  # the update_add_htlc: nothing to write
+    # b dies before the commitment_signed, without the add on disk: a retransmits both
+    pair.restore()
+    pair.settle()
+    [htlc] = pair.b.channel.unresolved_incoming_htlcs()
+    pair.run(pair.b, pair.b.channel.fulfill_htlc(htlc.id, preimage(1)))
+    received = pair.a.channel.receive(pair.a.inbox.popleft())  # the update_fulfill_htlc
+    assert [type(e) for e in received] == [Persist, HtlcFulfilled]
+    assert isinstance(received[0], Persist) and received[0].durability is Durability.OPTIONAL
+    assert not must_write(received[0], received[1:])
+    before = pair.a.snapshot
+    pair.run(pair.a, received)
+    assert pair.a.snapshot == before
+    # a dies with the fulfill only in memory: b sends it again
+    pair.restore()
+    pair.finish({})
+    pair.assert_agree()
+    assert pair.a.channel.local_balance_msat == 700_000_000 - 1_000_000
 
 
 def test_reestablish_retransmits_lost_messages() -> None:

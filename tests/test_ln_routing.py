@@ -196,8 +196,9 @@ def test_retry_through_f_after_c_is_drained(net) -> None:
     assert (ln.Payment.IN_FLIGHT, [ln.HTLCAttempt.FAILED, ln.HTLCAttempt.IN_FLIGHT]) in states
 
     # A's scorer learnt that C–D does not carry it, and keeps that on disk (mission control)
-    learnt = json.loads((a.datadir / "mission_control.json").read_text())
-    assert str(first.route.hops[2].chan_id) in learnt["channels"]
+    mission_control = a.datadir / "mission_control.json"  # written within a second of the payment's end
+    wait_for(lambda: mission_control.exists() and str(first.route.hops[2].chan_id) in json.loads(
+        mission_control.read_text())["channels"], 10, "mission control saved")
 
     # SubscribeHtlcEvents: A saw its two sends, C refused the forward, F forwarded and settled
     sends = watched[a].until(lambda ev: [x.WhichOneof("event") for x in ev] == [

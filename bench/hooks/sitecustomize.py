@@ -46,6 +46,7 @@ def _install(directory: str) -> None:
         def __init__(self, conn: sqlite3.Connection) -> None:
             self._conn = conn
             self._first_write = ""
+            self._synced = True  # PRAGMA synchronous=NORMAL: commits without an fsync until it is FULL again
 
         def _count(self, sql: str) -> None:
             counts["statements"] += 1
@@ -54,7 +55,9 @@ def _install(directory: str) -> None:
             is_write = word.startswith(("INSERT", "UPDATE", "DELETE", "REPLACE"))
             if is_write and not self._first_write:
                 self._first_write = " ".join(text.split())[:48]
-            if word.startswith("COMMIT") or (is_write and not self._conn.in_transaction):
+            if text.upper().startswith("PRAGMA SYNCHRONOUS"):
+                self._synced = text.upper().replace(" ", "").endswith("=FULL")
+            if self._synced and (word.startswith("COMMIT") or (is_write and not self._conn.in_transaction)):
                 counts["commits"] += 1
                 what = "commit: " + (self._first_write or "(no write)")
                 by_statement[what] = by_statement.get(what, 0) + 1
