@@ -38,6 +38,9 @@ __all__ = ["LightningDaemon", "PeerState", "node_key_from_seed", "VERSION"]
 log = logging.getLogger("canal.channeld")
 VERSION = "0.1.0-canal"
 SIMULTANEOUS_CONNECT_S = 5.0
+#: gRPC worker threads: every open stream (SendPaymentV2, SubscribeInvoices, ...) holds one while it
+#: lasts, so this bounds the payments a client can follow at once (lnd, in Go, has no such bound).
+RPC_WORKERS = 256
 
 
 async def _notify(handlers: list[Callable[..., Any]], *args: Any) -> None:
@@ -139,7 +142,8 @@ class LightningDaemon:
                 listeners = await trio.open_tcp_listeners(self.want_listen_port, host="127.0.0.1")
                 self.listen_port = listeners[0].socket.getsockname()[1]
                 nursery.start_soon(trio.serve_listeners, self._serve_inbound, listeners)
-                server, self.rpc_port = make_server(self.datadir, self.want_rpc_port, [], self.permissions(), max_workers=32)
+                server, self.rpc_port = make_server(self.datadir, self.want_rpc_port, [], self.permissions(),
+                                                    max_workers=RPC_WORKERS)
                 ln_grpc.add_LightningServicer_to_server(self.servicer_class()(self), server)
                 self.register_services(server)
                 server.start()
