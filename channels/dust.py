@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from .messages import UpdateAddHtlc, UpdateFee
 from .specs import Htlc, Spec
-from .transactions import ChannelType, HtlcDirection, htlc_is_trimmed
+from .transactions import ChannelType, HtlcDirection, htlc_is_trimmed, htlc_success_fee_sat, htlc_timeout_fee_sat
 
 if TYPE_CHECKING:
     from .htlcs import Commitments
@@ -40,8 +40,11 @@ MAX_DUST_HTLC_EXPOSURE_MSAT = DEFAULT_MAX_DUST_HTLC_EXPOSURE_MSAT
 def dust_exposure_msat(spec: Spec, dust_limit_sat: int, channel_type: ChannelType, extra: Sequence[Htlc] = ()) -> int:
     """The sum of the HTLCs of `spec` (both directions, and `extra` ones) trimmed in that commitment."""
     rate = spec.feerate_per_kw
-    return sum(h.amount_msat for h in (*spec.htlcs, *extra)
-               if htlc_is_trimmed(h.commitment_htlc(), rate, dust_limit_sat, channel_type))
+    # htlc_is_trimmed, one threshold per direction: amount_msat // 1000 < n  <=>  amount_msat < n * 1000
+    offered_min = (dust_limit_sat + htlc_timeout_fee_sat(rate, channel_type)) * 1000
+    received_min = (dust_limit_sat + htlc_success_fee_sat(rate, channel_type)) * 1000
+    return sum(a for h in (*spec.htlcs, *extra)
+               if (a := h.add.amount_msat) < (offered_min if h.direction is HtlcDirection.OFFERED else received_min))
 
 
 def check_dust_exposure(

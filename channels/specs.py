@@ -328,6 +328,8 @@ def reduce(spec: Spec, owner_changes: Sequence[UpdateMessage], other_changes: Se
     other node. Raises KeyError for an update naming an HTLC not in the spec
     (the receive_* checks make that a bug).
     """
+    if not owner_changes and not other_changes:
+        return spec
     to_local, to_remote, feerate = spec.to_local_msat, spec.to_remote_msat, spec.feerate_per_kw
     htlcs = {(h.direction, h.add.id): h for h in spec.htlcs}
     for changes, direction in ((owner_changes, _OFFERED), (other_changes, _RECEIVED)):

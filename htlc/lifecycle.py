@@ -288,8 +288,12 @@ class PaymentLifecycle:
 
     # --- the next step ----------------------------------------------------------------------------------
 
-    def step(self, now: float, height: int, first_hops: Sequence[FirstHop]) -> list[Shard] | Finished | None:
-        """Shards to launch, the end of the payment, or None (wait for the shards in flight)."""
+    def step(self, now: float, height: int,
+             first_hops: Sequence[FirstHop] | Callable[[], Sequence[FirstHop]]) -> list[Shard] | Finished | None:
+        """Shards to launch, the end of the payment, or None (wait for the shards in flight).
+
+        ``first_hops``: our channels now, or a function giving them (called only if a route is needed).
+        """
         s, intent = self.s, self.intent
         if s.preimage is not None:
             return Finished(FailureReason.NONE, "succeeded", s.preimage)
@@ -304,6 +308,8 @@ class PaymentLifecycle:
             return Finished(FailureReason.TIMEOUT, "payment timed out" + (
                 f" (last error: {s.last_error})" if s.last_error else ""))
         parts_left = self.max_parts - len(s.in_flight)
+        if callable(first_hops):
+            first_hops = first_hops()
         hops = [fh for fh in first_hops if not intent.outgoing_chan_ids
                 or fh.short_channel_id in intent.outgoing_chan_ids]
         usable = [fh for fh in hops if fh.short_channel_id not in s.excluded]

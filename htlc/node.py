@@ -245,8 +245,9 @@ class PaymentNode(ChannelNode):
                 log.info("incoming HTLC %d on %s: fulfilling %s (%d msat%s)", htlc.htlc_id, mc.channel_id.hex(),
                          htlc.payment_hash.hex(), htlc.amount_msat, ", keysend" if decision.keysend else "")
                 preimage = decision.payment_preimage
-                try:
-                    await self.channels.command(mc, lambda ch: [*ch.fulfill_htlc(htlc.htlc_id, preimage), *ch.sign()])
+                try:  # the settled invoice is the durable record: a fulfill lost in a crash is made again at start
+                    await self.channels.command(mc, lambda ch: [*ch.fulfill_htlc(htlc.htlc_id, preimage), *ch.sign()],
+                                                own_updates_recoverable=True)
                 except ChannelError:  # the channel is closing: its on-chain monitor claims the HTLC
                     await self.channels.claim_onchain(mc.channel_id, preimage)
                     raise

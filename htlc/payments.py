@@ -23,6 +23,7 @@ import json
 import sqlite3
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -238,6 +239,12 @@ _A_COLUMNS = ("attempt_id, payment_hash, status, route, session_key, channel_id,
               "resolve_time_ns, failure, preimage")
 
 
+@lru_cache(maxsize=4096)
+def _parse_route(text: str) -> Route:
+    """A stored route, parsed once (routes never change; a payment's are read back at every update)."""
+    return Route.from_json(text)
+
+
 class PaymentStore:
     """Payments and attempts in sqlite (see the module docstring); every write is durable on return."""
 
@@ -330,7 +337,7 @@ class PaymentStore:
         rows = db.execute("SELECT status, route FROM attempts WHERE payment_hash = ?", (payment_hash,)).fetchall()
         if any(AttemptStatus(r[0]) is AttemptStatus.IN_FLIGHT for r in rows):
             return
-        fee = sum(Route.from_json(r[1]).total_fees_msat for r in rows if AttemptStatus(r[0]) is AttemptStatus.SUCCEEDED)
+        fee = sum(_parse_route(r[1]).total_fees_msat for r in rows if AttemptStatus(r[0]) is AttemptStatus.SUCCEEDED)
         db.execute("UPDATE payments SET status = ?, fee_msat = ? WHERE payment_hash = ? AND preimage IS NOT NULL",
                    (int(PaymentStatus.SUCCEEDED), fee, payment_hash))
 
@@ -363,7 +370,7 @@ class PaymentStore:
     @staticmethod
     def _attempt_of(r: Any) -> Attempt:
         return Attempt(
-            attempt_id=int(r[0]), payment_hash=bytes(r[1]), status=AttemptStatus(r[2]), route=Route.from_json(r[3]),
+            attempt_id=int(r[0]), payment_hash=bytes(r[1]), status=AttemptStatus(r[2]), route=_parse_route(r[3]),
             session_key=bytes(r[4]), channel_id=bytes(r[5]), htlc_id=int(r[6]), attempt_time_ns=int(r[7]),
             resolve_time_ns=int(r[8]), failure=None if r[9] is None else AttemptFailure.from_json(r[9]),
             preimage=None if r[10] is None else bytes(r[10]),

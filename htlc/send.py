@@ -380,7 +380,13 @@ class Payer:
         """Launch what the lifecycle asks for until it waits (False) or is finished (True, recorded)."""
         payment_hash = lc.intent.payment_hash
         while True:
-            first_hops, by_scid = self.first_hops()
+            hops: list[tuple[list[pathfind.FirstHop], dict[int, ManagedChannel]]] = []
+
+            def first_hops() -> list[pathfind.FirstHop]:  # only when the lifecycle routes (each costs a channel scan)
+                if not hops:
+                    hops.append(self.first_hops())
+                return hops[0][0]
+
             decision = lc.step(self.node.clock(), self.node.tip_height, first_hops)
             if decision is None:
                 return False
@@ -391,6 +397,7 @@ class Payer:
                     log.info("payment %s failed: %s (%s)", payment_hash.hex(), decision.reason.name, decision.message)
                     self._publish(self.store.fail_payment(payment_hash, decision.reason))
                 return True
+            by_scid = hops[0][1] if hops else self.first_hops()[1]
             for shard in decision:
                 attempt_id = await self._launch(lc, shard, by_scid.get(shard.first_hop))
                 if attempt_id is not None:

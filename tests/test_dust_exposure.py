@@ -12,6 +12,17 @@ from test_hold_invoices import NODE_KEY, NODE_PUB, NOW, PREFIX, _accept, _decide
 
 from channels import dust
 from channels.effects import ChannelError
+from channels.messages import UpdateAddHtlc
+from channels.specs import Htlc, Spec, commit_tx_fee_msat
+from channels.transactions import (
+    ANCHOR_OUTPUT_SAT,
+    ChannelType,
+    HtlcDirection,
+    commitment_fee_sat,
+    htlc_is_trimmed,
+    htlc_success_fee_sat,
+    htlc_timeout_fee_sat,
+)
 from htlc.failure import FailureCode, FailureMessage, decode_failure
 from htlc.forwarding import FailBack, Forward, Forwarder
 from htlc.invoices import InvoiceRegistry
@@ -106,3 +117,23 @@ def test_refused_incoming_dust_payment_fails_but_replays_do_not(tmp_path: Path) 
     again = decide(part, node_key=NODE_KEY, height=500, now=NOW, lookup=registry.lookup, incoming_refusal="dust")
     assert isinstance(again, Hold) and again.replay
     registry.close()
+
+
+@pytest.mark.parametrize("channel_type", [ChannelType.STATIC_REMOTEKEY, ChannelType.ANCHORS])
+def test_trimmed_thresholds_agree_with_htlc_is_trimmed(channel_type: ChannelType) -> None:
+    """dust_exposure_msat and the commitment fee's HTLC count compare against one threshold per direction:
+    the same HTLCs as BOLT 3's per-HTLC rule, at every amount around the thresholds."""
+    feerate, dust_limit = 2_531, 546
+    amounts = [a for base in (dust_limit, dust_limit + htlc_timeout_fee_sat(feerate, channel_type),
+                              dust_limit + htlc_success_fee_sat(feerate, channel_type))
+               for a in range(base * 1000 - 1001, base * 1000 + 1002, 250)]
+    htlcs = tuple(Htlc(direction, UpdateAddHtlc(bytes(32), n, amount, bytes(32), 500_000, bytes(1366)))
+                  for n, amount in enumerate(amounts) for direction in HtlcDirection)
+    spec = Spec(10**9, 10**9, feerate, htlcs)
+    trimmed = [h for h in htlcs if htlc_is_trimmed(h.commitment_htlc(), feerate, dust_limit, channel_type)]
+    assert 0 < len(trimmed) < len(htlcs)
+    assert dust.dust_exposure_msat(spec, dust_limit, channel_type) == sum(h.amount_msat for h in trimmed)
+    untrimmed = len(htlcs) - len(trimmed)
+    anchors = 2 * ANCHOR_OUTPUT_SAT if channel_type.anchors else 0
+    assert commit_tx_fee_msat(spec, dust_limit, channel_type) == (
+        commitment_fee_sat(feerate, untrimmed, channel_type) + anchors) * 1000
