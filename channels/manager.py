@@ -147,6 +147,9 @@ class ChannelManager:
         self._restored_actions: list[tuple[bytes, HostAction]] = []
         self.crash = CrashPoint.from_env()
         self._trigger = "command"
+        #: Called before any channel state is written: stores whose lazily committed writes the state
+        #: depends on make them durable (the payments' attempts and preimages: PaymentStore.sync).
+        self.before_write: list[Callable[[], None]] = []
         #: How many HTLCs we let the peer of a new channel have pending on our commitment (the node's
         #: --default-remote-max-htlcs, as lnd's; BOLT 2 caps it at 483).
         self.max_accepted_htlcs = ChannelConfig().max_accepted_htlcs
@@ -593,6 +596,8 @@ class ChannelManager:
                     continue
                 old = mc.channel.temporary_channel_id
                 revoked = None if eff.revoked is None else (eff.revoked.commitment_number, _revoked_dict(eff.revoked))
+                for hook in self.before_write:
+                    hook()
                 state, blobs = eff.parts
                 self.store.save_channel(eff.channel_id, mc.peer, mc.index, state,
                                         old_id=old if old in self.channels else None, revoked=revoked, blobs=blobs)

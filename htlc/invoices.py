@@ -1,11 +1,14 @@
 """The node's invoice registry: invoices it issued (and keysends it received), durable in sqlite.
 
-``invoices.sqlite`` in the node's data dir (WAL, synchronous=FULL, see
-:func:`base_chain.store.open_db`). Every method that changes an invoice is one
-sqlite transaction, so when it returns the change is on disk: the payment layer
-calls :meth:`InvoiceRegistry.settle` *before* it hands the preimage to the
-channel (persist before you promise), and a crash in between is repaired on
-restart by replaying the still-unresolved HTLC (see :mod:`htlc.receive`).
+``invoices.sqlite`` in the node's data dir (WAL, see :func:`base_chain.store.open_db`).
+Every method that changes an invoice is one sqlite transaction, durable (fsync'd)
+when it returns, except the two the receiving path runs for every payment:
+:meth:`InvoiceRegistry.settle` and :meth:`InvoiceRegistry.add_keysend` commit
+before the preimage goes to the channel (a killed process loses nothing) and are
+fsync'd, many at a time, by :meth:`InvoiceRegistry.sync`, which the channel node
+calls before it writes channel state (``ChannelManager.before_write``). A crash
+or power cut before that leaves the HTLC unresolved in the channel: it is decided
+again at restart, its invoice settled again (see :mod:`htlc.receive`).
 
 States and their numbers are lnd's (``lnrpc.Invoice.InvoiceState``):
 ``OPEN`` 0 -> ``SETTLED`` 1 (paid) or ``CANCELED`` 2; ``ACCEPTED`` 3 is a
@@ -69,7 +72,7 @@ from typing import Any
 
 from base_chain.crypto import PrivateKey
 from base_chain.hashes import sha256
-from base_chain.store import open_db, write_transaction
+from base_chain.store import GroupCommit, open_db
 
 from .invoice import Invoice, InvoiceError, RouteHintHop, encode_invoice
 
@@ -294,6 +297,7 @@ class InvoiceRegistry:
 
     def __init__(self, path: Path | str, node_key: PrivateKey, prefix: str) -> None:
         self.conn = open_db(path)
+        self._commits = GroupCommit(self.conn, path)
         self.conn.executescript(_SCHEMA)
         columns = {row[1] for row in self.conn.execute("PRAGMA table_info(invoices)")}
         if "is_hold" not in columns:  # a registry made before hold invoices
@@ -308,7 +312,11 @@ class InvoiceRegistry:
         self.conn.close()
 
     def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        return write_transaction(self.conn)
+        return self._commits.durable()
+
+    def sync(self) -> None:
+        """Make the settles and keysends written so far survive a power cut (one fsync for all)."""
+        self._commits.sync()
 
     def _notify(self, record: InvoiceRecord) -> None:
         for listener in list(self.listeners):
@@ -418,10 +426,11 @@ class InvoiceRegistry:
         return record
 
     def add_keysend(self, preimage: bytes, htlc: InvoiceHtlc, now: int) -> InvoiceRecord:
-        """Record a spontaneous (keysend) payment as a settled invoice, durably, before it is fulfilled."""
+        """Record a spontaneous (keysend) payment as a settled invoice before it is fulfilled (fsync'd by
+        :meth:`sync`)."""
         payment_hash = sha256(preimage)
         try:
-            with self._tx() as db:
+            with self._commits.lazy() as db:
                 cur = db.execute(
                     "INSERT INTO invoices (payment_hash, preimage, payment_secret, value_msat, memo, payment_request,"
                     " creation_date, expiry, cltv_expiry, state, settle_index, settle_date, amt_paid_msat, is_keysend,"
@@ -458,8 +467,9 @@ class InvoiceRegistry:
         )
 
     def settle(self, payment_hash: bytes, htlc: InvoiceHtlc, now: int) -> InvoiceRecord:
-        """OPEN -> SETTLED, paid by ``htlc``, in one durable transaction (call before releasing the preimage)."""
-        with self._tx() as db:
+        """OPEN -> SETTLED, paid by ``htlc``, in one transaction (call before releasing the preimage; fsync'd
+        by :meth:`sync`)."""
+        with self._commits.lazy() as db:
             row = db.execute("SELECT state FROM invoices WHERE payment_hash = ?", (payment_hash,)).fetchone()
             if row is None:
                 raise InvoiceNotFound("unable to locate invoice")

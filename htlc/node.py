@@ -83,6 +83,7 @@ class PaymentNode(ChannelNode):
         self.invoices = InvoiceRegistry(self.datadir / "invoices.sqlite", self.node_key, invoice_prefix(self.params))
         self.payments = PaymentStore(self.datadir / "payments.sqlite")
         self.payer = Payer(self, self.payments)
+        self.channels.before_write += [self.payments.sync, self.invoices.sync]
         self.invoice_updates = Watchers()
         self.invoices.listeners.append(self._invoice_changed)
         self._incoming_send, self._incoming_recv = trio.open_memory_channel[tuple[ManagedChannel, IncomingHtlc]](
@@ -232,7 +233,7 @@ class PaymentNode(ChannelNode):
                     accept_time=now, expiry_height=htlc.cltv_expiry, resolve_time=now,
                     mpp_total_msat=decision.mpp_total_msat, custom_records=decision.custom_records,
                 )
-                try:  # durable before the preimage goes anywhere
+                try:  # committed before the preimage goes anywhere (fsync'd before the channel writes a state)
                     if decision.keysend:
                         self.invoices.add_keysend(decision.payment_preimage, record, now)
                     else:

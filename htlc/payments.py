@@ -27,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from base_chain.store import open_db, write_transaction
+from base_chain.store import GroupCommit, open_db
 
 __all__ = [
     "UNREADABLE_FAILURE",
@@ -250,6 +250,7 @@ class PaymentStore:
 
     def __init__(self, path: Path | str) -> None:
         self.conn = open_db(path)
+        self._commits = GroupCommit(self.conn, path)
         self.conn.executescript(_SCHEMA)
         columns = {r[1] for r in self.conn.execute("PRAGMA table_info(payments)")}
         if "settings" not in columns:  # a payments.sqlite from before payments were resumed: its rows get NULL
@@ -260,7 +261,20 @@ class PaymentStore:
         self.conn.close()
 
     def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        return write_transaction(self.conn)
+        return self._commits.durable()
+
+    def _lazy_tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A commit whose fsync waits for :meth:`sync` (see there)."""
+        return self._commits.lazy()
+
+    def sync(self) -> None:
+        """Make the attempts and preimages written so far survive a power cut: one fsync for all.
+
+        The channel node calls it before it writes any channel state (``ChannelManager.before_write``),
+        so an attempt is durable before its HTLC is signed for, and a preimage before the channel
+        forgets the HTLC it settled; until then a crash of the process loses nothing (the writes are
+        committed) and a power cut loses nothing the channel has not also lost (the peer re-sends it)."""
+        self._commits.sync()
 
     # --- writing ----------------------------------------------------------------------------------------
 
@@ -269,11 +283,11 @@ class PaymentStore:
         """Create the IN_FLIGHT payment; PaymentExists if this hash succeeded or is in flight.
 
         ``settings`` (opaque text, the payer's request) is kept with it: see :meth:`settings`.
-        Not fsync'd on its own: nothing is promised on it before :meth:`add_attempt` or
-        :meth:`fail_payment`, whose durable commit covers it (a power cut before either leaves no
-        payment, or one IN_FLIGHT without attempts, as a crash does: the restart resumes or fails it).
+        Durable at the next :meth:`sync` or durable commit (:meth:`fail_payment`): nothing is promised on
+        it before (a power cut before either leaves no payment, or one IN_FLIGHT without attempts, as a
+        crash does: the restart resumes or fails it).
         """
-        with write_transaction(self.conn, durable=False) as db:
+        with self._lazy_tx() as db:
             row = db.execute("SELECT status FROM payments WHERE payment_hash = ?", (payment_hash,)).fetchone()
             if row is not None:
                 status = PaymentStatus(row[0])
@@ -295,8 +309,9 @@ class PaymentStore:
 
     def add_attempt(self, payment_hash: bytes, route: Route, session_key: bytes, channel_id: bytes, htlc_id: int,
                     now_ns: int) -> Attempt:
-        """Record an attempt before its HTLC is offered (``htlc_id``: the id the channel will give it)."""
-        with self._tx() as db:
+        """Record an attempt before its HTLC is offered (``htlc_id``: the id the channel will give it);
+        durable at the next :meth:`sync`, which comes before the channel signs for the HTLC."""
+        with self._lazy_tx() as db:
             cur = db.execute(
                 "INSERT INTO attempts (payment_hash, status, route, session_key, channel_id, htlc_id, attempt_time_ns)"
                 " VALUES (?,?,?,?,?,?,?)",
@@ -317,8 +332,9 @@ class PaymentStore:
 
     def settle_attempt(self, attempt_id: int, preimage: bytes, now_ns: int) -> Payment:
         """The attempt's HTLC was fulfilled (idempotent): the payment has its preimage, and is SUCCEEDED
-        once no other attempt (MPP shard) is in flight; its fee is that of the settled attempts."""
-        with self._tx() as db:
+        once no other attempt (MPP shard) is in flight; its fee is that of the settled attempts.
+        Durable at the next :meth:`sync`, which comes before the channel forgets the HTLC."""
+        with self._lazy_tx() as db:
             row = db.execute("SELECT payment_hash FROM attempts WHERE attempt_id = ?", (attempt_id,)).fetchone()
             assert row is not None, f"no attempt {attempt_id}"
             payment_hash = bytes(row[0])

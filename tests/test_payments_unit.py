@@ -484,3 +484,36 @@ def test_sendable_msat_is_exactly_what_the_channel_takes() -> None:
     assert a._c.sendable_msat() == 0
     b = pair.b.channel  # the fundee pays no commitment fee: its balance less the reserve
     assert b._c.sendable_msat() == b.local_balance_msat - b._c.params.remote.channel_reserve_sat * 1000
+
+
+def test_attempts_and_preimages_are_synced_in_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """add_attempt / settle_attempt commit without an fsync; sync() makes all of them durable with one
+    (the channel node calls it before writing channel state); the rarer writes are durable at once."""
+    import base_chain.store
+
+    synced: list[object] = []
+    monkeypatch.setattr(base_chain.store, "fsync_wal", lambda path: synced.append(path))
+    path = tmp_path / "payments.sqlite"
+    store = PaymentStore(path)
+    synced.clear()  # (a new database is migrated, durably, when opened)
+    route = Route(600, 1_000, 0, (RouteHop(NODE_PUB, 1 << 40, 1_000, 0, 600),))
+    attempts = []
+    for n in range(3):
+        h = _sha(bytes([n]) * 32)
+        store.init_payment(h, 1_000, NODE_PUB, "", n)
+        attempts.append(store.add_attempt(h, route, bytes(32), CHANNEL_ID, n, n))
+    assert synced == []
+    store.sync()
+    assert synced == [path]
+    store.sync()  # nothing new
+    assert synced == [path]
+    store.settle_attempt(attempts[0].attempt_id, bytes([0]) * 32, 10)
+    store.settle_attempt(attempts[1].attempt_id, bytes([1]) * 32, 11)
+    store.sync()
+    assert synced == [path, path]
+    store.fail_payment(_sha(bytes([2]) * 32), FailureReason.ERROR)  # durable on return
+    assert synced == [path, path, path]
+    store.close()
+    again = PaymentStore(path)  # committed all along: a process crash loses none of it
+    assert [again.get(_sha(bytes([n]) * 32)).status for n in range(3)] == [  # type: ignore[union-attr]
+        PaymentStatus.SUCCEEDED, PaymentStatus.SUCCEEDED, PaymentStatus.FAILED]

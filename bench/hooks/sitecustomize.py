@@ -78,6 +78,14 @@ def _install(directory: str) -> None:
     def counted_open_db(path: Any) -> Any:
         return CountedConnection(open_db(path))
 
+    fsync_wal = store.fsync_wal
+
+    def counted_fsync_wal(path: Any) -> None:  # group commits: one fsync for several lazy commits
+        counts["commits"] += 1
+        by_statement["commit: (fsync of the WAL)"] = by_statement.get("commit: (fsync of the WAL)", 0) + 1
+        fsync_wal(path)
+
+    store.fsync_wal = counted_fsync_wal
     crypto.PrivateKey.sign = counted_sign  # type: ignore[method-assign]
     crypto.PublicKey.verify = counted_verify  # type: ignore[method-assign]
     store.open_db = counted_open_db
