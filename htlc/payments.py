@@ -231,6 +231,8 @@ CREATE INDEX IF NOT EXISTS attempts_by_payment ON attempts (payment_hash);
 -- A channel never reuses an HTLC id it offered, but an attempt whose HTLC never reached the channel
 -- (a crash between the two writes) is FAILED at start and its id is offered again: unique among the rest.
 CREATE UNIQUE INDEX IF NOT EXISTS attempts_by_htlc ON attempts (channel_id, htlc_id) WHERE status != 2;
+-- attempt_for_htlc looks at every status (the newest attempt of the id).
+CREATE INDEX IF NOT EXISTS attempts_by_channel_htlc ON attempts (channel_id, htlc_id, attempt_id);
 """
 
 _P_COLUMNS = ("payment_index, payment_hash, value_msat, fee_msat, status, failure_reason, creation_time_ns, "
