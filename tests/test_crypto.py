@@ -79,3 +79,31 @@ def test_invalid_keys_rejected() -> None:
 def test_unknown_backend_is_a_clear_error(restore_backend: None) -> None:
     with pytest.raises(ValueError, match="unknown crypto backend"):
         crypto.set_backend("openssl")
+
+
+@settings(max_examples=40, deadline=None)
+@given(secret=secrets_st, noise=st.binary(min_size=0, max_size=66))
+def test_backends_parse_keys_alike(secret: int, noise: bytes) -> None:
+    """Every SEC encoding (compressed, uncompressed, hybrid) parses to the same point on both backends,
+    and everything else is a ValueError on both (PublicKey.from_bytes goes through the backend)."""
+    pub = PrivateKey(secret).public_key()
+    full = pub.to_bytes(compressed=False)
+    odd = full[-1] & 1
+    flipped = bytearray(full)
+    flipped[-1] ^= 1
+    cases = [pub.to_bytes(), full, bytes([6 + odd]) + full[1:], bytes([7 - odd]) + full[1:], bytes(flipped),
+             b"\x02" + (2**256 - 1).to_bytes(32, "big"), b"\x03" + bytes(32), b"\x05" + full[1:33], noise,
+             bytes([2 + (noise[:1] or b"\0")[0] % 2]) + noise[1:33].rjust(32, b"\1")]
+    outcomes: dict[str, list[object]] = {}
+    for backend in BACKENDS:
+        crypto.set_backend(backend)
+        impl = crypto.get_backend()
+        outcomes[backend] = []
+        for sec in cases:
+            try:
+                outcomes[backend].append(impl.decode(sec))
+            except ValueError:
+                outcomes[backend].append(ValueError)
+    crypto.set_backend("ecdsa")
+    assert outcomes["ecdsa"] == outcomes["coincurve"]
+    assert outcomes["ecdsa"][:3] == [pub.point] * 3 and outcomes["ecdsa"][3:5] == [ValueError] * 2

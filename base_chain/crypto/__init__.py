@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from .backend import Backend, Point
-from .curve import N, decode_point, encode_point
+from .curve import N, encode_point
 from .der import encode_der, is_low_s, is_valid_signature_encoding, parse_der_lax
 
 __all__ = [
@@ -167,7 +167,7 @@ class PublicKey:
 
 @lru_cache(maxsize=4096)
 def _pubkey_cache(sec: bytes) -> PublicKey:
-    return PublicKey(decode_point(sec))
+    return PublicKey(_current.decode(sec))
 
 
 class PrivateKey:

@@ -30,6 +30,14 @@ class CoincurveBackend:
     def pubkey(self, secret: int) -> Point:
         return _point(coincurve.PrivateKey(_scalar(secret)).public_key)
 
+    def decode(self, sec: bytes) -> Point:
+        if len(sec) not in (33, 65):  # libsecp256k1 parses exactly these lengths; keep the message ours
+            raise ValueError("invalid public key encoding")
+        try:
+            return _point(coincurve.PublicKey(sec))
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"invalid public key: {e}") from None
+
     def load(self, point: Point) -> Any:
         return _pub(point)
 

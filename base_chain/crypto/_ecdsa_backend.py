@@ -9,7 +9,7 @@ from ecdsa import SECP256k1, ecdsa as _ecdsa, ellipticcurve, rfc6979
 from ecdsa.ecdh import ECDH  # noqa: F401  (kept importable: the package's ECDH is the reference)
 
 from .backend import Point
-from .curve import N, encode_point
+from .curve import N, decode_point, encode_point
 
 _G = SECP256k1.generator
 _CURVE = SECP256k1.curve
@@ -30,6 +30,9 @@ class EcdsaBackend:
 
     def pubkey(self, secret: int) -> Point:
         return _affine(_G * secret)
+
+    def decode(self, sec: bytes) -> Point:
+        return decode_point(sec)
 
     def load(self, point: Point) -> Any:
         pt = _to_jacobi(point)

@@ -18,6 +18,9 @@ class Backend(Protocol):
     def load(self, point: Point) -> Any:
         """A backend handle for a point, cached by PublicKey to make repeated verifies cheap."""
 
+    def decode(self, sec: bytes) -> Point:
+        """Parse a compressed, uncompressed or hybrid SEC key (ValueError if it is not a point on the curve)."""
+
     def sign(self, secret: int, msg32: bytes) -> tuple[int, int]:
         """RFC 6979 deterministic ECDSA over a 32-byte digest; returns (r, s) with low s."""
 
