@@ -9,9 +9,8 @@ of :mod:`effects <channels.effects>` for the host to carry out in order. A
 ``Persist`` always comes before the ``SendMessage`` / ``Broadcast`` that depend
 on the state it records.
 
-States (:mod:`channels.channel_states`) and the messages each accepts are in
-:data:`TRANSITIONS` at the end of this module (the h11 way: one table to read at a
-glance). A message a state does not list is a protocol violation. Peer violations never raise: they
+States and the messages each accepts are in :data:`channels.channel_states.TRANSITIONS`
+(the h11 way: one table to read at a glance). A message a state does not list is a protocol violation. Peer violations never raise: they
 become a ``warning`` (the channel lives on) or an ``error`` plus
 :class:`~channels.effects.FailChannel` (see :mod:`channels.effects`). Misuse of
 the API raises :class:`~channels.effects.ChannelError` and changes nothing.
@@ -27,13 +26,13 @@ snapshot). A restored channel is disconnected: call :meth:`Channel.reconnected`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 from base_chain.crypto import PublicKey
 from base_chain.tx import Transaction
 
 from . import snapshot
+from .channel_states import ON_CHAIN_OR_DEAD, PRE_FUNDING, TRANSITIONS, ChannelState
 from .closing import (
     ClosingInputs,
     ClosingSession,
@@ -41,7 +40,6 @@ from .closing import (
     closing_fee_sat,
     is_valid_shutdown_script,
 )
-from .channel_states import ON_CHAIN_OR_DEAD, PRE_FUNDING, ChannelState
 from .effects import (
     Broadcast,
     ChannelClosed,
@@ -108,7 +106,6 @@ __all__ = [
     "ChannelState",
     "ChannelConfig",
     "Channel",
-    "TRANSITIONS",
     "channel_id_from_funding",
     "channel_type_features",
 ]
@@ -380,7 +377,7 @@ class Channel:
         if entry is None:
             raise CloseChannel(f"unexpected {msg.NAME} in state {self.state.value}")
         handler, allowed = entry
-        effects = handler(self, msg)
+        effects: list[Effect] = getattr(self, handler)(msg)
         assert self.state in allowed, f"{msg.NAME} took {self.state} outside {allowed}"
         if isinstance(msg, _PEER_UPDATES) and self.state in (S.NORMAL, S.SHUTDOWN):
             return self._finish(effects, Durability.OPTIONAL)
@@ -860,65 +857,3 @@ class Channel:
     @classmethod
     def from_bytes(cls, data: bytes, secrets: ChannelSecrets) -> Channel:
         return cls.from_dict(json.loads(data), secrets)
-
-
-Handler = Callable[[Channel, Any], list[Effect]]
-C = Channel
-NORMAL, SHUTDOWN, NEGOTIATING, CLOSING = S.NORMAL, S.SHUTDOWN, S.NEGOTIATING, S.CLOSING
-
-# fmt: off
-_TABLE: list[tuple[ChannelState, type[Message], Handler, set[ChannelState]]] = [
-    # state                       message received      handler                      -> may lead to
-    # --- opening, fundee
-    (S.WAIT_FOR_OPEN_CHANNEL,     OpenChannel,          C._on_open_channel,          {S.WAIT_FOR_FUNDING_CREATED}),
-    (S.WAIT_FOR_FUNDING_CREATED,  FundingCreated,       C._on_funding_created,       {S.AWAITING_CHANNEL_READY}),
-    # --- opening, funder (between the two: funding_transaction_generated())
-    (S.WAIT_FOR_ACCEPT_CHANNEL,   AcceptChannel,        C._on_accept_channel,        {S.WAIT_FOR_FUNDING_TX}),
-    (S.WAIT_FOR_FUNDING_SIGNED,   FundingSigned,        C._on_funding_signed,        {S.AWAITING_CHANNEL_READY}),
-    # --- waiting for the funding depth (and funding_confirmed())
-    (S.AWAITING_CHANNEL_READY,    ChannelReady,         C._on_channel_ready,        {S.AWAITING_CHANNEL_READY, NORMAL}),
-    (S.AWAITING_CHANNEL_READY,    Shutdown,             C._on_shutdown,              {SHUTDOWN, NEGOTIATING}),
-    # --- normal operation
-    (NORMAL,                      ChannelReady,         C._on_channel_ready,         {NORMAL}),  # redundant
-    (NORMAL,                      UpdateAddHtlc,        C._on_update_add_htlc,       {NORMAL}),
-    (NORMAL,                      UpdateFulfillHtlc,    C._on_update_fulfill_htlc,   {NORMAL}),
-    (NORMAL,                      UpdateFailHtlc,       C._on_update_fail_htlc,      {NORMAL}),
-    (NORMAL,                      UpdateFailMalformedHtlc, C._on_update_fail_htlc,   {NORMAL}),
-    (NORMAL,                      UpdateFee,            C._on_update_fee,            {NORMAL}),
-    (NORMAL,                      CommitmentSigned,     C._on_commitment_signed,     {NORMAL}),
-    (NORMAL,                      RevokeAndAck,         C._on_revoke_and_ack,        {NORMAL}),
-    (NORMAL,                      Shutdown,             C._on_shutdown,              {SHUTDOWN, NEGOTIATING}),
-    # --- shutdown sent or received: HTLCs drain (adds only from a peer that has not sent shutdown)
-    (SHUTDOWN,                    ChannelReady,         C._on_channel_ready,         {SHUTDOWN}),
-    (SHUTDOWN,                    UpdateAddHtlc,        C._on_update_add_htlc,       {SHUTDOWN}),
-    (SHUTDOWN,                    UpdateFulfillHtlc,    C._on_update_fulfill_htlc,   {SHUTDOWN}),
-    (SHUTDOWN,                    UpdateFailHtlc,       C._on_update_fail_htlc,      {SHUTDOWN}),
-    (SHUTDOWN,                    UpdateFailMalformedHtlc, C._on_update_fail_htlc,   {SHUTDOWN}),
-    (SHUTDOWN,                    UpdateFee,            C._on_update_fee,            {SHUTDOWN}),
-    (SHUTDOWN,                    CommitmentSigned,     C._on_commitment_signed,     {SHUTDOWN, NEGOTIATING}),
-    (SHUTDOWN,                    RevokeAndAck,         C._on_revoke_and_ack,        {SHUTDOWN, NEGOTIATING}),
-    (SHUTDOWN,                    Shutdown,             C._on_shutdown,              {SHUTDOWN, NEGOTIATING}),
-    (SHUTDOWN,                    ClosingSigned,        C._on_closing_signed,        {NEGOTIATING, CLOSING}),
-    # --- both shutdowns, no HTLC left: closing_signed fee negotiation
-    (NEGOTIATING,                 ClosingSigned,        C._on_closing_signed,        {NEGOTIATING, CLOSING}),
-    (NEGOTIATING,                 Shutdown,             C._on_shutdown,              {NEGOTIATING}),  # resent
-    (NEGOTIATING,                 ChannelReady,         C._on_channel_ready,         {NEGOTIATING}),  # redundant
-    # --- mutual close signed and broadcast
-    (CLOSING,                     ClosingSigned,        C._on_closing_signed,        {CLOSING}),  # echo: ignored
-    (CLOSING,                     Shutdown,             C._on_shutdown,              {CLOSING}),  # resent
-    (CLOSING,                     ChannelReady,         C._on_channel_ready,         {CLOSING}),  # redundant
-    # --- reconnection: the first message in every state with a signed commitment
-    (S.AWAITING_CHANNEL_READY,    ChannelReestablish,   C._on_channel_reestablish,   {S.AWAITING_CHANNEL_READY}),
-    (NORMAL,                      ChannelReestablish,   C._on_channel_reestablish,   {NORMAL}),
-    (SHUTDOWN,                    ChannelReestablish,   C._on_channel_reestablish,   {SHUTDOWN, NEGOTIATING}),
-    (NEGOTIATING,                 ChannelReestablish,   C._on_channel_reestablish,   {NEGOTIATING}),
-    (CLOSING,                     ChannelReestablish,   C._on_channel_reestablish,   {CLOSING}),
-]
-# fmt: on
-
-TRANSITIONS: dict[tuple[ChannelState, type[Message]], tuple[Handler, frozenset[ChannelState]]] = {
-    (state, message): (handler, frozenset(to)) for state, message, handler, to in _TABLE
-}
-"""What each state accepts, and where it may lead. Every other (state, message) is a protocol
-violation; ``error`` and ``warning`` are handled in every state, before this table."""
-assert len(TRANSITIONS) == len(_TABLE), "a (state, message) pair is listed twice"

@@ -180,6 +180,7 @@ class PaymentNode(ChannelNode):
             return
         if upstream is None:
             self.payer.htlc_resolved(mc, event)  # one of our own payments
+            self.payments.sync()  # no channel state follows to sync it: the monitor moves on now
             return
         self._save_forwarder()
         self.payer.htlc_events.forward_resolved(self.forwarder.circuit(upstream.incoming), getattr(
@@ -250,6 +251,7 @@ class PaymentNode(ChannelNode):
                     await self.channels.command(mc, lambda ch: [*ch.fulfill_htlc(htlc.htlc_id, preimage), *ch.sign()],
                                                 own_updates_recoverable=True)
                 except ChannelError:  # the channel is closing: its on-chain monitor claims the HTLC
+                    self.invoices.sync()  # (no channel state follows to sync the settled invoice)
                     await self.channels.claim_onchain(mc.channel_id, preimage)
                     raise
                 self.payer.htlc_events.received(mc.channel.short_channel_id or 0, htlc, preimage, 0, "",

@@ -299,15 +299,17 @@ class PaymentStore:
                     raise PaymentExists("payment is in transition", status)
                 db.execute("DELETE FROM attempts WHERE payment_hash = ?", (payment_hash,))
                 db.execute("DELETE FROM payments WHERE payment_hash = ?", (payment_hash,))
-            db.execute(
+            cur = db.execute(
                 "INSERT INTO payments (payment_hash, value_msat, status, creation_time_ns, payment_request,"
                 " destination, settings) VALUES (?,?,?,?,?,?,?)",
                 (payment_hash, value_msat, int(PaymentStatus.IN_FLIGHT), now_ns, payment_request, destination,
                  settings),
             )
-        payment = self.get(payment_hash)
-        assert payment is not None
-        return payment
+            index = cur.lastrowid
+        assert index is not None
+        return Payment(payment_index=index, payment_hash=payment_hash, value_msat=value_msat, fee_msat=0,
+                       status=PaymentStatus.IN_FLIGHT, failure_reason=FailureReason.NONE, creation_time_ns=now_ns,
+                       payment_request=payment_request, destination=destination, preimage=None, attempts=())
 
     def add_attempt(self, payment_hash: bytes, route: Route, session_key: bytes, channel_id: bytes, htlc_id: int,
                     now_ns: int) -> Attempt:
@@ -322,9 +324,8 @@ class PaymentStore:
             )
             attempt_id = cur.lastrowid
         assert attempt_id is not None
-        attempt = self._attempt("attempt_id = ?", (attempt_id,))
-        assert attempt is not None
-        return attempt
+        return Attempt(attempt_id=attempt_id, payment_hash=payment_hash, status=AttemptStatus.IN_FLIGHT, route=route,
+                       session_key=session_key, channel_id=channel_id, htlc_id=htlc_id, attempt_time_ns=now_ns)
 
     def forget_attempt(self, attempt_id: int) -> None:
         """Drop an attempt whose HTLC the channel refused to offer (it never left this node)."""

@@ -358,8 +358,8 @@ class Payer:
         self._drivers[intent.payment_hash] = events_send
         lc = self.new_lifecycle(intent)
         shards: dict[int, int] = {}  # attempt id -> shard id
-        try:
-            done = await self._advance(lc, shards)
+        try:  # (no update published for the first launch: the caller gets the payment as it is then)
+            done = await self._advance(lc, shards, publish=False)
         except Exception:
             self._drivers.pop(intent.payment_hash, None)
             payment = self.store.get(intent.payment_hash)
@@ -376,8 +376,9 @@ class Payer:
         assert payment is not None
         return payment, recv
 
-    async def _advance(self, lc: PaymentLifecycle, shards: dict[int, int]) -> bool:
-        """Launch what the lifecycle asks for until it waits (False) or is finished (True, recorded)."""
+    async def _advance(self, lc: PaymentLifecycle, shards: dict[int, int], publish: bool = True) -> bool:
+        """Launch what the lifecycle asks for until it waits (False) or is finished (True, recorded);
+        ``publish``: tell the payment's watchers of each launch."""
         payment_hash = lc.intent.payment_hash
         while True:
             hops: list[tuple[list[pathfind.FirstHop], dict[int, ManagedChannel]]] = []
@@ -399,11 +400,12 @@ class Payer:
                 return True
             by_scid = hops[0][1] if hops else self.first_hops()[1]
             for shard in decision:
-                attempt_id = await self._launch(lc, shard, by_scid.get(shard.first_hop))
+                attempt_id = await self._launch(lc, shard, by_scid.get(shard.first_hop), publish)
                 if attempt_id is not None:
                     shards[attempt_id] = shard.shard_id
 
-    async def _launch(self, lc: PaymentLifecycle, shard: Shard, mc: ManagedChannel | None) -> int | None:
+    async def _launch(self, lc: PaymentLifecycle, shard: Shard, mc: ManagedChannel | None,
+                      publish: bool = True) -> int | None:
         """Persist the attempt and offer its HTLC; the attempt id, or None (the lifecycle was told why)."""
         intent = lc.intent
         if mc is None:
@@ -441,9 +443,10 @@ class Payer:
                  intent.payment_hash.hex(), attempt.htlc_id, mc.channel_id.hex(), amount, route.total_fee_msat, cltv,
                  len(route.hops))
         self.htlc_events.sent(mc.channel.short_channel_id or 0, attempt.htlc_id, amount, cltv, self._now_ns())
-        payment = self.store.get(intent.payment_hash)
-        assert payment is not None
-        self._publish(payment)
+        if publish:
+            payment = self.store.get(intent.payment_hash)
+            assert payment is not None
+            self._publish(payment)
         return attempt.attempt_id
 
     async def _drive(self, lc: PaymentLifecycle, events: trio.MemoryReceiveChannel[_Outcome],
