@@ -180,7 +180,6 @@ class PaymentNode(ChannelNode):
             return
         if upstream is None:
             self.payer.htlc_resolved(mc, event)  # one of our own payments
-            self.payments.sync()  # no channel state follows to sync it: the monitor moves on now
             return
         self._save_forwarder()
         self.payer.htlc_events.forward_resolved(self.forwarder.circuit(upstream.incoming), getattr(
@@ -196,6 +195,7 @@ class PaymentNode(ChannelNode):
             return
         if upstream is None:
             self.payer.htlc_resolved(mc, event)  # one of our own payments
+            self.payments.sync()  # no channel state follows to sync it: the monitor moves on now
             return
         self._save_forwarder()
         self._upstream_send.send_nowait(upstream)
