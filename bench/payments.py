@@ -112,15 +112,14 @@ class Net:
                 total[k] = total.get(k, 0) + v
         return total
 
-    def cpu_seconds(self) -> tuple[float, float]:
-        """User and system CPU time of both Lightning daemons so far (all their threads)."""
-        user = system = 0
-        for pid in self.pids().values():
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            user += int(fields[11])  # utime and stime: fields 14 and 15 of proc(5)
-            system += int(fields[12])
+    def cpu_seconds(self) -> dict[str, tuple[float, float]]:
+        """User and system CPU time of each Lightning daemon so far (all its threads)."""
         tick = os.sysconf("SC_CLK_TCK")
-        return user / tick, system / tick
+        out = {}
+        for name, pid in self.pids().items():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[name] = int(fields[11]) / tick, int(fields[12]) / tick  # utime, stime: fields 14, 15 of proc(5)
+        return out
 
     def stop(self) -> None:
         for p in reversed(self.procs):
@@ -224,11 +223,13 @@ def run(backend: str, payments: int, inflight: int, max_htlcs: int, profile: Pat
         p50 = statistics.median(lat) * 1000
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
         per = {k: (after[k] - before.get(k, 0)) / payments for k in after}
-        user, system = ((a - b) / payments * 1000 for a, b in zip(cpu_after, cpu_before))
+        spent = {name: sum(cpu_after[name]) - sum(cpu_before[name]) for name in cpu_after}
+        user, system = (sum(cpu_after[n][i] - cpu_before[n][i] for n in cpu_after) / payments * 1000 for i in (0, 1))
         cpu = user + system
+        busy = ", ".join(f"{name} {seconds / elapsed:.0%} of a core" for name, seconds in spent.items())
         print(f"{backend:<10} {payments / elapsed:>10,.1f} {p50:>8.1f} {p99:>8.1f} {per['sign']:>8.2f} "
               f"{per['verify']:>8.2f} {per['commits']:>9.2f} {cpu:>8.1f}   {payments} payments, {inflight} in flight (max {max_htlcs} HTLCs), "
-              f"{elapsed:.1f} s; cpu {user:.1f} ms user + {system:.1f} ms system")
+              f"{elapsed:.1f} s; cpu {user:.1f} ms user + {system:.1f} ms system; {busy}")
         for k in sorted(per, key=lambda k: -per[k]):
             if k.startswith("commit: ") and per[k] >= 0.05:
                 print(f"{'':<10} {per[k]:>6.2f} fsync/pay  {k[8:]}")
