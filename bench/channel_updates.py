@@ -59,7 +59,7 @@ from channels.effects import (  # noqa: E402
     IncomingHtlc,
     Persist,
     SendMessage,
-    must_write,
+    persist_to_write,
 )
 from channels.features import Feature, Features  # noqa: E402
 from channels.keys import ChannelSecrets, derive_channel_keys  # noqa: E402
@@ -178,10 +178,14 @@ class Harness:
 
     def run(self, node: Node, effects: list[Effect]) -> None:
         """Carry out effects in order, as ChannelManager._apply does: Persist is durable before what follows."""
-        for i, e in enumerate(effects):
+        queue = list(effects)
+        while queue:
+            e = queue.pop(0)
             if isinstance(e, Persist):
-                if not must_write(e, effects[i + 1:]):
+                written = persist_to_write(e, queue)
+                if written is None:
                     continue
+                e = written
                 t0 = time.perf_counter()
                 old = node.channel.temporary_channel_id
                 state, blobs = e.parts

@@ -40,9 +40,10 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from base_chain.tx import OutPoint, Transaction
 
@@ -57,7 +58,7 @@ __all__ = [
     "SendMessage",
     "Persist",
     "Durability",
-    "must_write",
+    "persist_to_write",
     "join_snapshot",
     "Broadcast",
     "WatchOutpoint",
@@ -138,9 +139,9 @@ class Durability(enum.IntEnum):
     #: Durable before any later effect (commitments, revocations, closing, everything but the below).
     REQUIRED = 0
     #: Only uncommitted updates *we* proposed changed (``update_add_htlc``, ``update_fulfill_htlc``,
-    #: ``update_fail_htlc``...): a later Persist of the channel in the same list of effects covers it,
-    #: and no ``commitment_signed`` goes out before that one. Without a later one it is written,
-    #: unless the caller can lose the update (a payer re-offers or fails an HTLC missing after a restart).
+    #: ``update_fail_htlc``...): a later REQUIRED Persist of the channel in the same list of effects is
+    #: written in its place (:func:`persist_to_write`). Without one it is written, unless the caller
+    #: can lose the update (a payer re-offers or fails an HTLC missing after a restart).
     SUPERSEDED = 1
     #: Only uncommitted updates the *peer* proposed changed: after a restart that lost them the peer
     #: retransmits them (BOLT 2 ``channel_reestablish``), so this state need not be written at all.
@@ -161,7 +162,7 @@ class Persist:
 
     A channel node stores ``parts``: the snapshot without its ``blobs`` (the long strings,
     onions mostly), and the blobs by key, each stored once while the snapshot refers to it
-    (channels/snapshot.py). ``durability`` below REQUIRED: see :func:`must_write`; the
+    (channels/snapshot.py). ``durability`` below REQUIRED: see :func:`persist_to_write`; the
     snapshot of such a Persist is only serialised if the host reads it (when it writes it).
     """
 
@@ -189,17 +190,27 @@ def join_snapshot(body: bytes, blobs: Mapping[str, str]) -> bytes:
     return json.dumps(d, separators=(",", ":"), sort_keys=True).encode()
 
 
-def must_write(persist: Persist, rest: Sequence[object], own_updates_recoverable: bool = False) -> bool:
-    """Whether the host must write ``persist``, ``rest`` being the effects after it in the same list.
+def persist_to_write(persist: Persist, rest: list[Any], own_updates_recoverable: bool = False) -> Persist | None:
+    """What a host writes where ``persist`` stands, ``rest`` being the effects after it (in order).
 
-    ``own_updates_recoverable``: the caller copes with losing the updates *we* proposed in a crash
-    (a payer fails or re-offers an attempt whose HTLC id is at or past the channel's next one).
+    REQUIRED: ``persist`` itself. OPTIONAL: nothing. SUPERSEDED (only our uncommitted updates changed):
+    the next REQUIRED Persist of the channel in ``rest`` when there is one, taken out of ``rest`` and
+    written now, before the messages in between (so the ``update_*`` never leaves before the state that
+    signs for it is on disk, and a crash right after it restarts with the signed state); otherwise
+    nothing if the caller copes with losing its updates (``own_updates_recoverable``: a payer fails or
+    re-offers an attempt whose HTLC id is at or past the channel's next one), else ``persist`` itself.
     """
     if persist.durability is Durability.REQUIRED:
-        return True
-    if persist.durability is Durability.OPTIONAL or own_updates_recoverable:
-        return False
-    return not any(isinstance(e, Persist) and e.channel_id == persist.channel_id for e in rest)
+        return persist
+    if persist.durability is Durability.OPTIONAL:
+        return None
+    for i, e in enumerate(rest):
+        if isinstance(e, Persist) and e.channel_id == persist.channel_id:
+            if e.durability is Durability.REQUIRED:
+                del rest[i]
+                return e
+            break
+    return None if own_updates_recoverable else persist
 
 
 @dataclass(frozen=True)

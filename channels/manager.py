@@ -45,10 +45,10 @@ from .effects import (
     Persist,
     SendMessage,
     WatchOutpoint,
-    must_write,
+    persist_to_write,
 )
 from .keys import ChannelSecrets, derive_channel_keys
-from .messages import ChannelMessage, OpenChannel
+from .messages import ChannelMessage, OpenChannel, UpdateFulfillHtlc
 from .opening import ChannelConfig
 from .faults import CrashPoint
 from .fee_inputs import commitment_fee_bump, cpfp_child, fund_htlc_tx
@@ -147,8 +147,9 @@ class ChannelManager:
         self._restored_actions: list[tuple[bytes, HostAction]] = []
         self.crash = CrashPoint.from_env()
         self._trigger = "command"
-        #: Called before any channel state is written: stores whose lazily committed writes the state
-        #: depends on make them durable (the payments' attempts and preimages: PaymentStore.sync).
+        #: Called before any channel state is written, a preimage is sent or a monitor adopts a close:
+        #: stores whose lazily committed writes those depend on make them durable (PaymentStore.sync,
+        #: InvoiceRegistry.sync).
         self.before_write: list[Callable[[], None]] = []
         #: How many HTLCs we let the peer of a new channel have pending on our commitment (the node's
         #: --default-remote-max-htlcs, as lnd's; BOLT 2 caps it at 483).
@@ -374,7 +375,7 @@ class ChannelManager:
         """Run a channel API call (add_htlc, sign, shutdown, ...) and carry out its effects.
 
         ``own_updates_recoverable``: the caller copes with a crash losing the updates it proposed
-        before they are signed (:func:`channels.effects.must_write`), so they are not written alone.
+        before they are signed (:func:`channels.effects.persist_to_write`), so they are not written alone.
 
         ChannelError once the funding output is spent on chain: the channel state machine does not
         know of a close the peer published, and an HTLC settled in it would reach nobody (a preimage
@@ -543,6 +544,7 @@ class ChannelManager:
             return False
         try:
             data = monitor_data_for_channel(mc.channel, dest, preimages=self.monitor_store.preimages(mc.channel_id))
+            self._sync_dependencies()  # the monitor keeps preimages of settled invoices: those on disk first
             actions = self.monitors.adopt(mc.channel_id, data, tx, height, mc.index)
         except (MonitorError, ValueError) as e:
             log.warning("channel %s: no on-chain monitor (%s); HTLC outputs are not resolved", mc.channel_id.hex(), e)
@@ -592,12 +594,13 @@ class ChannelManager:
         while queue:
             eff = queue.pop(0)
             if isinstance(eff, Persist):
-                if not must_write(eff, queue, own_updates_recoverable):
+                written = persist_to_write(eff, queue, own_updates_recoverable)
+                if written is None:
                     continue
+                eff = written
                 old = mc.channel.temporary_channel_id
                 revoked = None if eff.revoked is None else (eff.revoked.commitment_number, _revoked_dict(eff.revoked))
-                for hook in self.before_write:
-                    hook()
+                self._sync_dependencies()
                 state, blobs = eff.parts
                 self.store.save_channel(eff.channel_id, mc.peer, mc.index, state,
                                         old_id=old if old in self.channels else None, revoked=revoked, blobs=blobs)
@@ -607,6 +610,8 @@ class ChannelManager:
                 if self.crash.step is not None:
                     self.crash.reached(_persist_step(queue, self._trigger))
             elif isinstance(eff, SendMessage):
+                if isinstance(eff.message, UpdateFulfillHtlc):  # the preimage leaves: its invoice on disk first
+                    self._sync_dependencies()
                 peer = self.d.peers.get(mc.peer.hex())
                 if peer is not None:
                     try:
@@ -666,6 +671,11 @@ class ChannelManager:
             elif isinstance(eff, ChannelClosed):
                 mc.closing_txid = eff.closing_tx.txid
                 mc.notify(("closing", eff.closing_tx.txid))
+
+    def _sync_dependencies(self) -> None:
+        """Make the records a channel write or a revealed preimage depends on durable (``before_write``)."""
+        for hook in self.before_write:
+            hook()
 
     async def _bump_commitment(self, mc: ManagedChannel, commitment: Transaction) -> None:
         """Our anchors commitment pays the fee rate agreed with the peer: when fees rose above it,

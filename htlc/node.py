@@ -43,7 +43,17 @@ from . import gossip as _gossip  # noqa: F401  (registers the BOLT 7 messages: a
 from .graph import ChannelGraph
 from .gossip_node import DEFAULT_TRICKLE_S, GossipNode
 from .chan_status import ChanStatusConfig
-from .forwarding import AlreadyForwarded, FailBack, Forward, Forwarder, GoOnChain, NotForwarding, Settle, peel_onion
+from .forwarding import (
+    AlreadyForwarded,
+    CircuitState,
+    FailBack,
+    Forward,
+    Forwarder,
+    GoOnChain,
+    NotForwarding,
+    Settle,
+    peel_onion,
+)
 from .invoice import invoice_prefix
 from .policy import outgoing_channels
 from .invoices import DEFAULT_MPP_TIMEOUT_S, HOLD_EXPIRY_DELTA, InvoiceHtlc, InvoiceRecord, InvoiceRegistry, InvoiceRegistryError, InvoiceState
@@ -94,9 +104,29 @@ class PaymentNode(ChannelNode):
         self.payer.reconcile()
         path = self.datadir / "forwarding.bin"
         self.forwarder = Forwarder.from_bytes(path.read_bytes()) if path.exists() else Forwarder()
+        self._fail_lost_adds()
         self._upstream_send, self._upstream_recv = trio.open_memory_channel[Settle | FailBack](math.inf)
         self.block_handlers.append(self._forwarding_deadlines)
         self.block_handlers.append(self._hold_deadlines)
+
+    def _fail_lost_adds(self) -> None:
+        """At start: a forward whose outgoing add never reached its channel (decided, or the circuit written
+        with the add's id, and the process killed before the channel's state) is failed back: the incoming
+        HTLC, decided again by ``_requeue_unresolved``, replays the FailBack. Never a forward whose outgoing
+        HTLC may exist (its id below the channel's next one): the downstream could still claim that."""
+        lost = []
+        for circuit in self.forwarder.circuits():
+            mc = self.channels.find(circuit.outgoing_channel_id)
+            c = None if mc is None else mc.channel.commitments
+            if circuit.state is CircuitState.PENDING_ADD or (
+                    circuit.state is CircuitState.FORWARDED and c is not None and circuit.outgoing_htlc_id is not None
+                    and circuit.outgoing_htlc_id >= c.local_next_htlc_id):
+                lost.append(circuit.incoming)
+        for ref in lost:
+            log.warning("forward of %s: its outgoing add did not survive the restart; failing it back", ref)
+            self.forwarder.on_add_failed(ref, "the outgoing HTLC was not offered (restart)")
+        if lost:
+            self._save_forwarder()
 
     def _save_forwarder(self) -> None:
         """Circuits are durable before any decision about them is carried out."""

@@ -48,7 +48,7 @@ from channels.effects import (
     Persist,
     SendMessage,
     WatchOutpoint,
-    must_write,
+    persist_to_write,
 )
 from channels.features import Feature, Features
 from channels.keys import ChannelSecrets, derive_channel_keys, derive_commitment_keys
@@ -320,8 +320,10 @@ class Pair:
     def other(self, side: Side) -> Side:
         return self.b if side is self.a else self.a
 
-    def run(self, side: Side, effects: list[Effect]) -> None:
-        for i, e in enumerate(effects):
+    def run(self, side: Side, effects: list[Effect], own_updates_recoverable: bool = False) -> None:
+        queue = list(effects)
+        while queue:
+            e = queue.pop(0)
             if self.crash_at is not None and self.effect_count >= self.crash_at:
                 raise Crash
             self.effect_count += 1
@@ -337,10 +339,11 @@ class Pair:
                     key = ("sent by " + side.name, pending.commit.index)
                     assert self.signed.setdefault(key, pending.commit.txid) == pending.commit.txid, key
                 self.other(side).inbox.append(msg)
-            elif isinstance(e, Persist):  # written as a channel node writes it (a lesser one may be skipped)
+            elif isinstance(e, Persist):  # written as a channel node writes it (ChannelManager._apply)
                 assert e.channel_id == side.channel.channel_id
-                if must_write(e, effects[i + 1:]):
-                    side.snapshot = e.state
+                written = persist_to_write(e, queue, own_updates_recoverable)
+                if written is not None:
+                    side.snapshot = written.state
             elif isinstance(e, Broadcast):
                 side.broadcasts.append(e)
                 side.events.append(e)
@@ -1118,11 +1121,13 @@ def test_uncommitted_updates_are_not_written_alone() -> None:
     pair = Pair()
     add = pair.a.channel.add_htlc(1_000_000, payment_hash(1), 600_000, ONION)
     assert isinstance(add[0], Persist) and add[0].durability is Durability.SUPERSEDED
-    assert must_write(add[0], add[1:]) and not must_write(add[0], add[1:], own_updates_recoverable=True)
+    assert persist_to_write(add[0], add[1:]) is add[0]  # no later Persist: written as it is
+    assert persist_to_write(add[0], add[1:], own_updates_recoverable=True) is None
     signed = add + pair.a.channel.sign()
     assert [type(e) for e in signed] == [Persist, SendMessage, Persist, SendMessage]
-    assert not must_write(signed[0], signed[1:]) and must_write(signed[2], signed[3:])
     assert isinstance(signed[2], Persist) and signed[2].durability is Durability.REQUIRED
+    rest = signed[1:]  # the signed state is written in the add's place, before the update_add_htlc leaves
+    assert persist_to_write(signed[0], rest) is signed[2] and [type(e) for e in rest] == [SendMessage, SendMessage]
     pair.run(pair.a, signed)
     assert pair.b.channel.receive(pair.b.inbox.popleft()) == []  # the update_add_htlc: nothing to write
     # b dies before the commitment_signed, without the add on disk: a retransmits both
@@ -1133,7 +1138,7 @@ def test_uncommitted_updates_are_not_written_alone() -> None:
     received = pair.a.channel.receive(pair.a.inbox.popleft())  # the update_fulfill_htlc
     assert [type(e) for e in received] == [Persist, HtlcFulfilled]
     assert isinstance(received[0], Persist) and received[0].durability is Durability.OPTIONAL
-    assert not must_write(received[0], received[1:])
+    assert persist_to_write(received[0], received[1:]) is None
     before = pair.a.snapshot
     pair.run(pair.a, received)
     assert pair.a.snapshot == before

@@ -30,16 +30,16 @@ from proto import lightning_pb2 as ln
 from proto import router_pb2 as router
 
 # No state is written for an update alone (channels.effects.Durability): alice's update_add_htlc goes out
-# before anything is on disk (its attempt is), and the fulfill she receives is written with the next
-# commitment; bob's update_fulfill_htlc goes out after his invoice is settled, before his channel is written.
+# after the state that signs for it (written in its place), the fulfill she receives is written with the
+# next commitment; bob writes his signed state before his update_fulfill_htlc, his invoice fsync'd before.
 ALICE_STEPS = [
-    "send:update_add_htlc", "persist:commitment_signed", "send:commitment_signed",
+    "persist:update_add_htlc", "send:update_add_htlc", "send:commitment_signed",
     "persist:on_revoke_and_ack", "persist:revoke_and_ack", "send:revoke_and_ack",
     "persist:revoke_and_ack#2", "send:revoke_and_ack#2", "send:commitment_signed#2", "persist:on_revoke_and_ack#2",
 ]
 BOB_STEPS = [
     "persist:revoke_and_ack", "send:revoke_and_ack", "send:commitment_signed", "persist:on_revoke_and_ack",
-    "send:update_fulfill_htlc", "persist:commitment_signed",
+    "persist:update_fulfill_htlc", "send:update_fulfill_htlc",
     "send:commitment_signed#2", "persist:on_revoke_and_ack#2", "persist:revoke_and_ack#2", "send:revoke_and_ack#2",
 ]
 #: A quick subset (one crash in each phase, both sides); the full matrix is marked slow.

@@ -1,8 +1,7 @@
-"""Review of today's durability changes: windows where a skipped write lets a promise out before it is on disk.
+"""Windows where a skipped write could let a promise out before it is on disk (found in review, now closed).
 
-Both tests model the channel node as ``ChannelManager._apply`` carries out effects: a Persist is written
-only if ``channels.effects.must_write`` says so, and the ``before_write`` hooks (``InvoiceRegistry.sync``,
-``PaymentStore.sync``) run just before a written one. They fail today (strict xfail) and say why.
+The Pair harness carries out effects as ``ChannelManager._apply`` does (``persist_to_write``); the last
+tests drive a real ``ChannelManager`` and record the order of its writes, syncs and sends.
 """
 
 from __future__ import annotations
@@ -11,6 +10,8 @@ import hashlib
 import shutil
 import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from test_channel_state import ONION, Crash, Pair, payment_hash, preimage
@@ -20,12 +21,15 @@ from base_chain.crypto import PrivateKey
 from base_chain.hashes import sha256
 from base_chain.params import get_params
 from channels import messages as m
-from channels.effects import Persist, SendMessage, must_write
+from channels.effects import SendMessage
+from channels.manager import ChannelManager, ManagedChannel
+from channels.store import ChannelStore
 from htlc.forwarding import Circuit, CircuitState, Forwarder, HtlcRef
 from htlc.invoice import invoice_prefix
 from htlc.invoices import InvoiceHtlc, InvoiceRegistry, InvoiceState
 from htlc.send import htlc_pending
 
+PEER = b"\x02" * 33
 NODE_KEY = PrivateKey(hashlib.sha256(b"review").digest())
 PREFIX = invoice_prefix(get_params("regtest"))
 
@@ -54,13 +58,6 @@ def _forward(pair: Pair, fwd: Forwarder, n: int) -> tuple[list[object], bytes]:
     return [*effects, *ch.sign()], saved
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "A forward's update_add_htlc goes out before any channel state is written: the add's SUPERSEDED Persist is "
-    "skipped because sign()'s Persist follows, but the SendMessage(update_add_htlc) sits between the two. A kill "
-    "after the send loses the add while forwarding.bin (written first) says the circuit is FORWARDED with that "
-    "HTLC id: after the restart the incoming HTLC replays as AlreadyForwarded (stuck until the deadline "
-    "force-closes the outgoing channel), and the next add on the channel reuses the id, so on_forward_added "
-    "raises ValueError (uncaught in _resolve_incoming) or another HTLC's outcome is taken for the stale circuit."))
 def test_forwarded_add_survives_a_kill_after_it_is_sent() -> None:
     pair = Pair()
     fwd = Forwarder()
@@ -111,35 +108,100 @@ def _state_on_disk(disk: Path, payment_hash_: bytes) -> InvoiceState:
     return InvoiceState(row[0])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "The final hop's update_fulfill_htlc (the preimage) goes out before the settled invoice is fsync'd: "
-    "InvoiceRegistry.settle is lazy, the fulfill's Persist is skipped (own_updates_recoverable and a later "
-    "Persist), and the before_write hook (InvoiceRegistry.sync) runs only at sign()'s Persist, after the send "
-    "(or, when sign() has nothing to sign, at some later channel write). A power cut in between leaves the "
-    "invoice OPEN while the payer holds the preimage; the replay at start re-decides the HTLC (rule 5 of "
-    "htlc.receive: not expired, cltv far enough), and a Fail then gives the payer a proof of payment for nothing."))
-def test_preimage_is_not_released_before_the_settled_invoice_is_durable(
+class _Link:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    async def send(self, msg: m.Message) -> None:
+        self.log.append(f"send {msg.NAME}")
+
+
+class _Peer:
+    def __init__(self, log: list[str]) -> None:
+        self.link = _Link(log)
+
+
+def _manager(tmp_path: Path, log: list[str], registry: InvoiceRegistry | None = None) -> ChannelManager:
+    """A ChannelManager over a real store whose peer link and before_write hook only record what happens."""
+    daemon = SimpleNamespace(peers={PEER.hex(): _Peer(log)})
+    manager = ChannelManager(daemon, ChannelStore(tmp_path / "channels.sqlite"), bytes(32))  # type: ignore[arg-type]
+    manager.before_write.append(lambda: log.append("sync"))
+    if registry is not None:
+        manager.before_write.append(registry.sync)
+    original = manager.store.save_channel
+
+    def save_channel(*args: Any, **kw: Any) -> None:
+        log.append("write")
+        original(*args, **kw)
+
+    manager.store.save_channel = save_channel  # type: ignore[method-assign]
+    return manager
+
+
+async def test_a_forwarded_add_leaves_after_the_state_that_signs_it(tmp_path: Path) -> None:
+    pair = Pair()
+    log: list[str] = []
+    manager = _manager(tmp_path, log)
+    mc = ManagedChannel(pair.a.channel, PEER, 0)
+    manager.channels[mc.channel_id] = mc
+    await manager.command(mc, lambda ch: [*ch.add_htlc(1_000_000, payment_hash(1), 600_000, ONION), *ch.sign()])
+    assert log == ["sync", "write", "send update_add_htlc", "send commitment_signed"]
+
+
+async def test_a_preimage_leaves_after_its_settled_invoice_is_durable(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     disk = tmp_path / "disk"
     _disk_model(monkeypatch, disk)
     registry = InvoiceRegistry(tmp_path / "invoices.sqlite", NODE_KEY, PREFIX)
     invoice = registry.add(now=1_000, value_msat=1_000_000, preimage=preimage(1))
-    assert _state_on_disk(disk, invoice.payment_hash) is InvoiceState.OPEN
     pair = Pair()
     pair.pay(pair.a, 1_000_000, 1)
     pair.commit(pair.a)
     pair.settle()
     [htlc] = pair.b.channel.unresolved_incoming_htlcs()
-    # PaymentNode._resolve: the invoice is settled (lazily), then fulfill + sign, own_updates_recoverable=True
+    log: list[str] = []
+    manager = _manager(tmp_path, log, registry)
+    mc = ManagedChannel(pair.b.channel, PEER, 0)
+    manager.channels[mc.channel_id] = mc
+    # PaymentNode._resolve: the invoice is settled (committed, not fsync'd), then fulfill (+ sign), the
+    # fulfill alone need not be written (own_updates_recoverable); here sign() has nothing to sign yet
     registry.settle(invoice.payment_hash, InvoiceHtlc(
-        channel_id=pair.b.channel.channel_id, short_channel_id=1, htlc_id=htlc.id, amount_msat=htlc.amount_msat,
+        channel_id=mc.channel_id, short_channel_id=1, htlc_id=htlc.id, amount_msat=htlc.amount_msat,
         accept_height=100, accept_time=1_001, expiry_height=htlc.cltv_expiry, resolve_time=1_001), 1_001)
-    effects = [*pair.b.channel.fulfill_htlc(htlc.id, preimage(1)), *pair.b.channel.sign()]
-    on_disk_when_sent = None
-    for i, e in enumerate(effects):
-        if isinstance(e, Persist) and must_write(e, effects[i + 1:], own_updates_recoverable=True):
-            registry.sync()  # ChannelManager.before_write
-        elif isinstance(e, SendMessage) and isinstance(e.message, m.UpdateFulfillHtlc):
-            on_disk_when_sent = _state_on_disk(disk, invoice.payment_hash)
+    assert _state_on_disk(disk, invoice.payment_hash) is InvoiceState.OPEN
+    await manager.command(mc, lambda ch: ch.fulfill_htlc(htlc.id, preimage(1)), own_updates_recoverable=True)
+    assert log == ["sync", "send update_fulfill_htlc"]  # nothing written for the channel, the invoice synced
+    assert _state_on_disk(disk, invoice.payment_hash) is InvoiceState.SETTLED
     registry.close()
-    assert on_disk_when_sent is InvoiceState.SETTLED
+
+
+def test_forwards_whose_add_was_lost_fail_back_at_start() -> None:
+    """PaymentNode._fail_lost_adds: a PENDING_ADD circuit, or a FORWARDED one whose outgoing id the channel
+    never gave out, is failed back (the requeued incoming HTLC replays the FailBack); a FORWARDED one whose
+    HTLC the channel did give out is kept (the downstream could still claim it)."""
+    from htlc.node import PaymentNode
+
+    pair = Pair()
+    ch = pair.a.channel
+    pair.pay(pair.a, 1_000_000, 10)  # the channel has given out id 0
+    fwd = Forwarder()
+    kept, lost, undecided = (_circuit(n, ch.channel_id) for n in (1, 2, 3))
+    for circuit in (kept, lost, undecided):
+        fwd._circuits[circuit.incoming] = circuit
+    fwd.on_forward_added(kept.incoming, 0)
+    fwd.on_forward_added(lost.incoming, 1)  # written to forwarding.bin, the add itself lost in a kill
+    saves: list[bytes] = []
+    host = SimpleNamespace(forwarder=fwd, channels=SimpleNamespace(find=lambda cid: SimpleNamespace(channel=ch)),
+                           _save_forwarder=lambda: saves.append(fwd.to_bytes()))
+    PaymentNode._fail_lost_adds(host)  # type: ignore[arg-type]
+    states = {c.incoming: c.state for c in fwd.circuits()}
+    assert states == {kept.incoming: CircuitState.FORWARDED, lost.incoming: CircuitState.FAILED,
+                      undecided.incoming: CircuitState.FAILED}
+    assert len(saves) == 1
+    # a replay of the lost forward's incoming HTLC now fails it back; the next add may take id 1 again
+    fwd.on_forward_added(_adopt(fwd, _circuit(4, ch.channel_id)), 1)
+
+
+def _adopt(fwd: Forwarder, circuit: Circuit) -> HtlcRef:
+    fwd._circuits[circuit.incoming] = circuit
+    return circuit.incoming
