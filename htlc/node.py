@@ -93,7 +93,7 @@ class PaymentNode(ChannelNode):
         self.invoices = InvoiceRegistry(self.datadir / "invoices.sqlite", self.node_key, invoice_prefix(self.params))
         self.payments = PaymentStore(self.datadir / "payments.sqlite")
         self.payer = Payer(self, self.payments)
-        self.channels.before_write += [self.payments.sync, self.invoices.sync]
+        self.channels.before_write += [self.payer.sync, self.invoices.sync]
         self.invoice_updates = Watchers()
         self.invoices.listeners.append(self._invoice_changed)
         self._incoming_send, self._incoming_recv = trio.open_memory_channel[tuple[ManagedChannel, IncomingHtlc]](
@@ -225,7 +225,7 @@ class PaymentNode(ChannelNode):
             return
         if upstream is None:
             self.payer.htlc_resolved(mc, event)  # one of our own payments
-            self.payments.sync()  # no channel state follows to sync it: the monitor moves on now
+            self.payer.sync()  # no channel state follows to sync it: the monitor moves on now
             return
         self._save_forwarder()
         self._upstream_send.send_nowait(upstream)

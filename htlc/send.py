@@ -234,6 +234,9 @@ _Outcome = tuple[int, bytes | None, AttemptFailure | None]
 RESUME_GRACE_S = 10.0
 #: The scorer is written this long after a payment ends (one write for all that end meanwhile).
 SCORER_SAVE_DELAY_S = 1.0
+#: A payment that succeeded is announced once its preimage is fsync'd: with the next channel write
+#: (PaymentNode registers :meth:`Payer.sync` before them), or after this long at the latest.
+ANNOUNCE_DELAY_S = 0.1
 """How long a payment resumed at start waits for our channels to be reestablished before its next step."""
 
 
@@ -248,6 +251,7 @@ class Payer:
         self._scorer_path = node.datadir / "mission_control.json"
         self.scorer = scorer if scorer is not None else self._load_scorer()
         self._scorer_dirty = False
+        self._announce: list[Payment] = []  # succeeded, waiting for their preimage to be fsync'd
         self.updates: Watchers[bytes, Payment] = Watchers()
         self._drivers: dict[bytes, trio.MemorySendChannel[_Outcome]] = {}
         #: Payments rebuilt at start, waiting for the node to have a peer again (see `reconcile`).
@@ -304,6 +308,23 @@ class Payer:
 
     def _publish(self, payment: Payment) -> None:
         self.updates.publish(payment.payment_hash, payment)
+
+    def sync(self) -> None:
+        """Make the payments written so far durable (one fsync), then announce the ones that succeeded."""
+        self.store.sync()
+        announce, self._announce = self._announce, []
+        for payment in announce:
+            self._publish(payment)
+
+    def _publish_when_durable(self, payment: Payment) -> None:
+        if not self._announce:
+            async def fallback() -> None:  # no channel write came to sync it
+                await trio.sleep(ANNOUNCE_DELAY_S)
+                if self._announce:
+                    self.sync()
+
+            self.node.spawn(fallback)
+        self._announce.append(payment)
 
     def track(self, payment_hash: bytes) -> tuple[Payment | None, trio.MemoryReceiveChannel[Payment]]:
         """The payment as stored now and a stream of its later states (subscribe before reading: nothing lost)."""
@@ -383,10 +404,11 @@ class Payer:
         while True:
             hops: list[tuple[list[pathfind.FirstHop], dict[int, ManagedChannel]]] = []
 
-            def first_hops() -> list[pathfind.FirstHop]:  # only when the lifecycle routes (each costs a channel scan)
-                if not hops:
-                    hops.append(self.first_hops())
-                return hops[0][0]
+            def first_hops(memo: list[tuple[list[pathfind.FirstHop], dict[int, ManagedChannel]]] = hops,
+                           ) -> list[pathfind.FirstHop]:  # only when the lifecycle routes (a scan of our channels)
+                if not memo:
+                    memo.append(self.first_hops())
+                return memo[0][0]
 
             decision = lc.step(self.node.clock(), self.node.tip_height, first_hops)
             if decision is None:
@@ -514,6 +536,8 @@ class Payer:
             log.info("payment %s: attempt %d succeeded", attempt.payment_hash.hex(), attempt.attempt_id)
             if driver is not None:
                 driver.send_nowait((attempt.attempt_id, event.payment_preimage, None))
+            self._publish_when_durable(payment)  # (its preimage is committed, not yet fsync'd)
+            return
         else:
             failure = decode_htlc_failure(attempt, event)
             self.store.fail_attempt(attempt.attempt_id, failure, now)

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import trio
 
 from base_chain.crypto import PrivateKey
 from base_chain.params import get_params
@@ -517,3 +518,32 @@ def test_attempts_and_preimages_are_synced_in_groups(tmp_path: Path, monkeypatch
     again = PaymentStore(path)  # committed all along: a process crash loses none of it
     assert [again.get(_sha(bytes([n]) * 32)).status for n in range(3)] == [  # type: ignore[union-attr]
         PaymentStatus.SUCCEEDED, PaymentStatus.SUCCEEDED, PaymentStatus.FAILED]
+
+
+def test_a_success_is_announced_once_its_preimage_is_durable(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Payer: SendPaymentV2 / TrackPaymentV2 hear SUCCEEDED after the fsync that makes the preimage durable
+    (the channel node's before_write hook, or a fallback task), never before."""
+    from types import SimpleNamespace
+
+    import base_chain.store
+    from htlc.send import Payer
+
+    synced: list[object] = []
+    monkeypatch.setattr(base_chain.store, "fsync_wal", lambda path: synced.append(path))
+    store = PaymentStore(tmp_path / "payments.sqlite")
+    spawned: list[object] = []
+    payer = Payer(SimpleNamespace(datadir=tmp_path, spawn=lambda fn, *a: spawned.append(fn)), store)  # type: ignore[arg-type]
+    h = _sha(b"\x07" * 32)
+    updates = payer.updates.subscribe(h)
+    store.init_payment(h, 1_000, NODE_PUB, "", 1)
+    route = Route(600, 1_000, 0, (RouteHop(NODE_PUB, 1 << 40, 1_000, 0, 600),))
+    attempt = store.add_attempt(h, route, bytes(32), CHANNEL_ID, 0, 2)
+    synced.clear()
+    payer._publish_when_durable(store.settle_attempt(attempt.attempt_id, b"\x07" * 32, 3))
+    assert len(spawned) == 1 and synced == []  # a fallback is scheduled; nothing said yet
+    with pytest.raises(trio.WouldBlock):
+        updates.receive_nowait()
+    payer.sync()
+    assert synced and updates.receive_nowait().status is PaymentStatus.SUCCEEDED
+    store.close()
