@@ -134,6 +134,8 @@ class ChannelStore:
                 (channel_id, peer, channel_index, state, int(time.time())),
             )
         self._blob_keys[channel_id] = set() if blobs is None else set(blobs)
+        if old_id is not None and old_id != channel_id:
+            self._blob_keys.pop(old_id, None)  # its rows went with the rename
 
     def _stored_blobs(self, channel_id: bytes) -> set[str]:
         keys = self._blob_keys.get(channel_id)
