@@ -26,7 +26,7 @@ from typing import Any
 import grpc
 import pytest
 
-from daemons import ChainProcess, LightningProcess, connect_nodes, fund_node, in_parallel, wait_for
+from daemons import ChainProcess, LightningProcess, connect_nodes, fund_node, graph_complete, in_parallel, wait_for
 from proto import invoices_pb2 as inv_pb
 from proto import invoices_pb2_grpc as inv_grpc
 from proto import lightning_pb2 as ln
@@ -75,10 +75,6 @@ class _HtlcEvents:
         self.thread.join(5)
 
 
-def _full_graph(node: LightningProcess) -> bool:
-    g = node.rpc.DescribeGraph(ln.ChannelGraphRequest())
-    return len(g.edges) == 6 and all(e.HasField("node1_policy") and e.HasField("node2_policy") for e in g.edges)
-
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory):
@@ -104,7 +100,7 @@ def net(tmp_path_factory: pytest.TempPathFactory):
         for n, count in ((a, 1), (b, 3), (c, 2), (d, 3), (e, 1), (f, 2)):
             wait_for(lambda n=n, count=count: len(n.rpc.ListChannels(
                 ln.ListChannelsRequest(active_only=True)).channels) == count, 30, "channels active")
-        wait_for(lambda: _full_graph(a), 60, "A's graph has all six channels and both policies")
+        wait_for(lambda: graph_complete(a, 6), 60, "A's graph has all six channels and both policies")
         yield chain, a, b, c, d, e, f
     finally:
         in_parallel([p.stop for p in nodes])

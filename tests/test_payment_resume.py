@@ -23,14 +23,12 @@ import os
 import sqlite3
 import subprocess
 import sys
-import threading
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
 
-from daemons import ChainProcess, LightningProcess, fund_node, wait_for
+from daemons import ChainProcess, LightningProcess, fund_node, graph_complete, in_parallel, wait_for
 from htlc.failure import FailureCode
 from htlc.graph import channel_direction
 from htlc.invoice import RouteHintHop
@@ -216,29 +214,6 @@ def _open(a: LightningProcess, b: LightningProcess, sat: int, push: int = 0) -> 
                                                 push_sat=push, sat_per_vbyte=2))
 
 
-def _parallel(fns: list[Any]) -> None:
-    errors: list[BaseException] = []
-
-    def run(fn: Any) -> None:
-        try:
-            fn()
-        except BaseException as e:  # noqa: BLE001 - handed to the caller
-            errors.append(e)
-
-    threads = [threading.Thread(target=run, args=(fn,), daemon=True) for fn in fns]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-
-
-def _full_graph(node: LightningProcess) -> bool:
-    g = node.rpc.DescribeGraph(ln.ChannelGraphRequest())
-    return len(g.edges) == 4 and all(e.HasField("node1_policy") and e.HasField("node2_policy") for e in g.edges)
-
-
 @pytest.fixture(scope="module")
 def diamond(tmp_path_factory: pytest.TempPathFactory):
     tmp: Path = tmp_path_factory.mktemp("resume")
@@ -247,7 +222,7 @@ def diamond(tmp_path_factory: pytest.TempPathFactory):
     chain = ChainProcess(tmp / "chain").start()
     nodes = [LightningProcess(tmp / n, chain, alias=n) for n in "ABCD"]
     try:
-        _parallel([n.start for n in nodes])
+        in_parallel([n.start for n in nodes])
         a, b, c, d = nodes
         chain.generate(101)
         for n in (a, b, c):
@@ -257,13 +232,14 @@ def diamond(tmp_path_factory: pytest.TempPathFactory):
             wait_for(lambda n=n: n.rpc.WalletBalance(ln.WalletBalanceRequest()).confirmed_balance > 0, 30, "funded")
         c.rpc.UpdateChannelPolicy(ln.PolicyUpdateRequest(**{"global": True}, base_fee_msat=C_BASE_FEE_MSAT,
                                                          fee_rate_ppm=1, time_lock_delta=40))
-        _parallel([lambda: (_open(a, b, 1_000_000, 400_000), _open(a, c, 1_000_000, 400_000)),
+        in_parallel([lambda: (_open(a, b, 1_000_000, 400_000), _open(a, c, 1_000_000, 400_000)),
                    lambda: _open(b, d, 1_000_000), lambda: _open(c, d, 1_000_000, 400_000)])
         chain.generate(6)  # public channels are announced at 6 confirmations
         for n, count in ((a, 2), (b, 2), (c, 2), (d, 2)):
             wait_for(lambda n=n, count=count: len(n.rpc.ListChannels(
                 ln.ListChannelsRequest(active_only=True)).channels) == count, 30, "channels active")
-        wait_for(lambda: _full_graph(a) and _full_graph(b), 60, "the graph has all four channels and both policies")
+        wait_for(lambda: graph_complete(a, 4) and graph_complete(b, 4), 60,
+                 "the graph has all four channels and both policies")
         yield chain, a, b, c, d
     finally:
         for n in nodes:
